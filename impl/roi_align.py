@@ -1,0 +1,128 @@
+"""``impl.roi_align``: the Numba CPU RoIAlign, a drop-in for ``torchvision.ops.roi_align``."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from impl import kernels
+from impl.inputs import (
+    BoxesArg,
+    check_adaptive_grid,
+    check_features,
+    check_sampling_ratio,
+    check_spatial_scale,
+    output_size_pair,
+    rois_from_boxes,
+)
+
+
+def _nhwc(t: Tensor) -> np.ndarray:
+    """``[N, C, H, W]`` tensor -> C-contiguous ``[N, H, W, C]`` array (no copy if channels_last)."""
+    return t.detach().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _channel_block(channels: int) -> int:
+    # Enough blocks to keep every thread busy, each long enough to vectorise.
+    threads = max(torch.get_num_threads(), 1)
+    return max(16, -(-channels // (4 * threads)))
+
+
+class _RoIAlignFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, rois, pooled, spatial_scale, sampling_ratio, aligned):
+        rois64 = rois.detach().double().contiguous().numpy()
+        n, c, _, _ = input.shape
+        out = torch.empty((rois.shape[0], c) + pooled, dtype=input.dtype)
+        if rois.shape[0] > 0:
+            kernels.roi_align_forward_nhwc(
+                _nhwc(input), rois64, spatial_scale, pooled[0], pooled[1], sampling_ratio, aligned, out.numpy()
+            )
+        ctx.save_for_backward(rois)
+        channels_last = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+        ctx.params = (input.shape, input.dtype, channels_last, spatial_scale, sampling_ratio, aligned)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        (rois,) = ctx.saved_tensors
+        shape, dtype, channels_last, spatial_scale, sampling_ratio, aligned = ctx.params
+        n, c, h, w = shape
+        grad_nhwc = torch.zeros((n, h, w, c), dtype=dtype)
+        if rois.shape[0] > 0:
+            kernels.roi_align_backward_nhwc(
+                grad_output.detach().permute(0, 2, 3, 1).contiguous().numpy(),
+                rois.detach().double().contiguous().numpy(),
+                spatial_scale,
+                sampling_ratio,
+                aligned,
+                _channel_block(c),
+                grad_nhwc.numpy(),
+            )
+        grad = grad_nhwc.permute(0, 3, 1, 2)
+        # Hand back the input's own layout: a channels_last input gets a
+        # channels_last gradient for free; anything else gets a contiguous one.
+        return (grad if channels_last else grad.contiguous()), None, None, None, None, None
+
+
+def roi_align(
+    input: Tensor,
+    boxes: BoxesArg,
+    output_size,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """RoIAlign with ``torchvision.ops.roi_align``'s contract, on the CPU.
+
+    Args:
+        input: ``[N, C, H, W]`` float32 or float64, any strides.
+        boxes: ``Tensor[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` or a
+            list of per-image ``Tensor[L, 4]``, in image pixels, input's dtype.
+        output_size: ``int`` or ``(h, w)``.
+        spatial_scale: feature-map pixels per image pixel (1 / stride).
+        sampling_ratio: samples per bin and axis; ``<= 0`` is adaptive,
+            ``ceil(roi_size / output_size)`` per RoI.
+        aligned: ``True`` shifts boxes by -0.5 pixel (half-pixel centres);
+            ``False`` is the legacy maskrcnn_benchmark convention.
+
+    Returns:
+        ``[K, C, h, w]`` contiguous, input's dtype; differentiable w.r.t. input.
+    """
+    check_features(input)
+    if input.device.type != "cpu":
+        raise ValueError(f"impl.roi_align runs on the CPU; input is on {input.device}")
+    rois = rois_from_boxes(boxes, input)
+    pooled = output_size_pair(output_size)
+    spatial_scale = check_spatial_scale(spatial_scale)
+    sampling_ratio = check_sampling_ratio(sampling_ratio)
+    check_adaptive_grid(rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
+    return _RoIAlignFunction.apply(input, rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
+
+
+class RoIAlign(nn.Module):
+    """Module form of :func:`roi_align`, as ``torchvision.ops.RoIAlign``.
+
+    Subclasses swap the implementation by overriding ``roi_align``.
+    """
+
+    roi_align = staticmethod(roi_align)
+
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: Tensor, rois: BoxesArg) -> Tensor:
+        return self.roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"
+        )

@@ -1,0 +1,209 @@
+"""Float64 RoIAlign written from the definition, as plain loops.
+
+RoIAlign is a linear map from the feature map to the pooled output: every
+output bin ``(k, c, ph, pw)`` is the mean over a ``grid_h x grid_w`` grid of
+sample points of the bilinear interpolation of channel ``c`` of image
+``batch_index(k)``. :func:`bin_taps` lists that map's non-zero entries for one
+RoI (output bin, input pixel, weight); the forward gathers through it and the
+backward scatters through it, so the backward is the exact transpose.
+
+Edge rules follow torchvision's kernel (``csrc/ops/cpu/roi_align_kernel.cpp``)
+and each is marked where it is applied. Coordinates are computed in float64
+in the kernel's order of operations, so for float64 inputs the sample points
+are bit-for-bit the kernel's.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from impl.roi_align import RoIAlign as ImplRoIAlign
+
+from impl.inputs import (
+    BoxesArg,
+    check_adaptive_grid,
+    check_features,
+    check_sampling_ratio,
+    check_spatial_scale,
+    output_size_pair,
+    rois_from_boxes,
+)
+
+Tap = Tuple[int, int, int, int, float]  # (ph, pw, y, x, weight)
+
+
+def sampling_grid(roi_size: float, pooled: int, sampling_ratio: int) -> int:
+    """Samples per bin along one axis: fixed, or ``ceil(roi_size / pooled)``.
+
+    The adaptive grid may come out zero or negative for an inverted box with
+    ``aligned=True``; the bin then has no samples (torchvision does the same).
+    """
+    if sampling_ratio > 0:
+        return sampling_ratio
+    return int(math.ceil(roi_size / pooled))
+
+
+def bilinear_taps(y: float, x: float, height: int, width: int):
+    """The (row, col, weight) taps of bilinear interpolation at ``(y, x)``.
+
+    Pixel ``(i, j)`` sits at integer coordinates. Rules as in torchvision:
+    a sample outside ``[-1, height] x [-1, width]`` contributes nothing
+    (boundaries included: ``y == -1`` and ``y == height`` still count); one in
+    ``[-1, 0]`` is clamped to 0; one at or past the last row/column is clamped
+    to it.
+    """
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return []
+    y = max(y, 0.0)
+    x = max(x, 0.0)
+    y_low = int(math.floor(y))
+    x_low = int(math.floor(x))
+    if y_low >= height - 1:
+        y_low = y_high = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = x_high = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1.0 - ly, 1.0 - lx
+    return [
+        (y_low, x_low, hy * hx),
+        (y_low, x_high, hy * lx),
+        (y_high, x_low, ly * hx),
+        (y_high, x_high, ly * lx),
+    ]
+
+
+def bin_taps(
+    roi: Tuple[float, float, float, float],
+    height: int,
+    width: int,
+    pooled: Tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Iterator[Tap]:
+    """Every ``(ph, pw, y, x, weight)`` of one RoI's linear map.
+
+    ``roi`` is ``(x1, y1, x2, y2)`` in image pixels; the weight already
+    includes the ``1 / count`` of the bin average.
+    """
+    x1, y1, x2, y2 = (float(v) for v in roi)
+    pooled_h, pooled_w = pooled
+    # aligned=True shifts by half a pixel so that pixel centres sit at +0.5.
+    offset = 0.5 if aligned else 0.0
+    start_w = x1 * spatial_scale - offset
+    start_h = y1 * spatial_scale - offset
+    roi_w = x2 * spatial_scale - offset - start_w
+    roi_h = y2 * spatial_scale - offset - start_h
+    if not aligned:
+        # Legacy maskrcnn_benchmark rule: malformed boxes are forced to 1x1.
+        roi_w = max(roi_w, 1.0)
+        roi_h = max(roi_h, 1.0)
+    bin_h = roi_h / pooled_h
+    bin_w = roi_w / pooled_w
+    grid_h = sampling_grid(roi_h, pooled_h, sampling_ratio)
+    grid_w = sampling_grid(roi_w, pooled_w, sampling_ratio)
+    # torchvision: count = max(grid_h * grid_w, 1), so an empty grid averages to 0.
+    count = max(grid_h * grid_w, 1)
+    for ph in range(pooled_h):
+        for iy in range(grid_h):
+            y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
+            for pw in range(pooled_w):
+                for ix in range(grid_w):
+                    x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
+                    for row, col, weight in bilinear_taps(y, x, height, width):
+                        yield ph, pw, row, col, weight / count
+
+
+def roi_align_forward(
+    features: np.ndarray, rois: np.ndarray, pooled, spatial_scale, sampling_ratio, aligned
+) -> np.ndarray:
+    """``features [N, C, H, W]``, ``rois [K, 5]`` (float64) -> ``[K, C, h, w]``."""
+    _, channels, height, width = features.shape
+    out = np.zeros((rois.shape[0], channels) + tuple(pooled), dtype=np.float64)
+    for k, roi in enumerate(rois):
+        image = features[int(roi[0])]
+        for ph, pw, row, col, weight in bin_taps(
+            roi[1:], height, width, pooled, spatial_scale, sampling_ratio, aligned
+        ):
+            out[k, :, ph, pw] += weight * image[:, row, col]
+    return out
+
+
+def roi_align_backward(
+    grad_output: np.ndarray, rois: np.ndarray, shape, spatial_scale, sampling_ratio, aligned
+) -> np.ndarray:
+    """The transpose of :func:`roi_align_forward`: ``[K, C, h, w]`` -> ``shape``."""
+    _, _, height, width = shape
+    pooled = grad_output.shape[2:]
+    grad = np.zeros(shape, dtype=np.float64)
+    for k, roi in enumerate(rois):
+        image_grad = grad[int(roi[0])]
+        for ph, pw, row, col, weight in bin_taps(
+            roi[1:], height, width, pooled, spatial_scale, sampling_ratio, aligned
+        ):
+            image_grad[:, row, col] += weight * grad_output[k, :, ph, pw]
+    return grad
+
+
+class _ReferenceRoIAlign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, rois, pooled, spatial_scale, sampling_ratio, aligned):
+        rois64 = rois.detach().cpu().double().numpy()
+        out = roi_align_forward(
+            input.detach().cpu().double().numpy(), rois64, pooled, spatial_scale, sampling_ratio, aligned
+        )
+        ctx.save_for_backward(rois)
+        ctx.params = (input.shape, input.dtype, input.device, spatial_scale, sampling_ratio, aligned)
+        return torch.from_numpy(out).to(device=input.device, dtype=input.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (rois,) = ctx.saved_tensors
+        shape, dtype, device, spatial_scale, sampling_ratio, aligned = ctx.params
+        grad = roi_align_backward(
+            grad_output.detach().cpu().double().numpy(),
+            rois.detach().cpu().double().numpy(),
+            tuple(shape),
+            spatial_scale,
+            sampling_ratio,
+            aligned,
+        )
+        return torch.from_numpy(grad).to(device=device, dtype=dtype), None, None, None, None, None
+
+
+def roi_align(
+    input: Tensor,
+    boxes: BoxesArg,
+    output_size,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """Reference RoIAlign with ``torchvision.ops.roi_align``'s contract.
+
+    Computes in float64 whatever the input dtype and returns the input's
+    dtype and device; differentiable with respect to ``input``.
+    """
+    check_features(input, dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
+    rois = rois_from_boxes(boxes, input)
+    pooled = output_size_pair(output_size)
+    spatial_scale = check_spatial_scale(spatial_scale)
+    sampling_ratio = check_sampling_ratio(sampling_ratio)
+    check_adaptive_grid(rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
+    return _ReferenceRoIAlign.apply(input, rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
+
+
+class RoIAlign(ImplRoIAlign):
+    """Module form of the reference :func:`roi_align`, as ``torchvision.ops.RoIAlign``."""
+
+    roi_align = staticmethod(roi_align)

@@ -1,0 +1,48 @@
+"""torchvision's RoIAlign kernels behind the suite's CPU-tensor interface.
+
+An adapter takes CPU tensors (as every property and benchmark builds them),
+runs torchvision's kernel on its device, and returns a CPU tensor, so the
+same test can hold it next to ours. Gradients flow back through the copies.
+"""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import Tensor
+
+from impl.inputs import BoxesArg
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def roi_align_on(device: str):
+    """``torchvision.ops.roi_align`` run on ``device``, taking and returning CPU tensors."""
+
+    def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+        if isinstance(boxes, Tensor):
+            moved_boxes = boxes.to(device)
+        else:
+            moved_boxes = [b.to(device) for b in boxes]
+        out = torchvision.ops.roi_align(
+            input.to(device), moved_boxes, output_size, spatial_scale, sampling_ratio, aligned
+        )
+        return out.to(input.device)
+
+    roi_align.__name__ = f"torchvision_roi_align_{device}"
+    roi_align.__doc__ = f"torchvision.ops.roi_align on {device}, CPU tensors in and out."
+    return roi_align
+
+
+roi_align_cpu = roi_align_on("cpu")
+
+
+def roi_align_cuda(*args, **kwargs):
+    """torchvision.ops.roi_align on the GPU; raises if there is none."""
+    if not cuda_available():
+        raise RuntimeError("torchvision CUDA RoIAlign needs a CUDA device; none is visible")
+    return _ROI_ALIGN_CUDA(*args, **kwargs)
+
+
+_ROI_ALIGN_CUDA = roi_align_on("cuda")
