@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -19,15 +20,32 @@ from impl.inputs import (
 )
 
 
+def _is_channels_last(t: Tensor) -> bool:
+    return t.permute(0, 2, 3, 1).is_contiguous()
+
+
 def _nhwc(t: Tensor) -> np.ndarray:
     """``[N, C, H, W]`` tensor -> C-contiguous ``[N, H, W, C]`` array (no copy if channels_last)."""
-    return t.detach().permute(0, 2, 3, 1).contiguous().numpy()
+    t = t.detach()
+    if _is_channels_last(t):
+        return t.permute(0, 2, 3, 1).numpy()
+    n, c, h, w = t.shape
+    out = np.empty((n, h, w, c), dtype=t.numpy().dtype)
+    kernels.nchw_to_nhwc(t.numpy(), out)
+    return out
 
 
-def _channel_block(channels: int) -> int:
-    # Enough blocks to keep every thread busy, each long enough to vectorise.
-    threads = max(torch.get_num_threads(), 1)
-    return max(16, -(-channels // (4 * threads)))
+def _use_torch_threads() -> int:
+    """Run the kernels on as many threads as torch would use (torch.set_num_threads)."""
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    return threads
+
+
+def _channel_block(channels: int, threads: int) -> int:
+    # One block per thread: every block is a full pass over the RoIs, and
+    # more passes cost more memory traffic than they gain in balance.
+    return max(16, -(-channels // threads))
 
 
 class _RoIAlignFunction(torch.autograd.Function):
@@ -37,11 +55,12 @@ class _RoIAlignFunction(torch.autograd.Function):
         n, c, _, _ = input.shape
         out = torch.empty((rois.shape[0], c) + pooled, dtype=input.dtype)
         if rois.shape[0] > 0:
+            _use_torch_threads()
             kernels.roi_align_forward_nhwc(
                 _nhwc(input), rois64, spatial_scale, pooled[0], pooled[1], sampling_ratio, aligned, out.numpy()
             )
         ctx.save_for_backward(rois)
-        channels_last = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+        channels_last = _is_channels_last(input)
         ctx.params = (input.shape, input.dtype, channels_last, spatial_scale, sampling_ratio, aligned)
         return out
 
@@ -53,19 +72,24 @@ class _RoIAlignFunction(torch.autograd.Function):
         n, c, h, w = shape
         grad_nhwc = torch.zeros((n, h, w, c), dtype=dtype)
         if rois.shape[0] > 0:
+            threads = _use_torch_threads()
             kernels.roi_align_backward_nhwc(
                 grad_output.detach().permute(0, 2, 3, 1).contiguous().numpy(),
                 rois.detach().double().contiguous().numpy(),
                 spatial_scale,
                 sampling_ratio,
                 aligned,
-                _channel_block(c),
+                _channel_block(c, threads),
                 grad_nhwc.numpy(),
             )
-        grad = grad_nhwc.permute(0, 3, 1, 2)
         # Hand back the input's own layout: a channels_last input gets a
         # channels_last gradient for free; anything else gets a contiguous one.
-        return (grad if channels_last else grad.contiguous()), None, None, None, None, None
+        if channels_last:
+            grad = grad_nhwc.permute(0, 3, 1, 2)
+        else:
+            grad = torch.empty(shape, dtype=dtype)
+            kernels.nhwc_to_nchw(grad_nhwc.numpy(), grad.numpy())
+        return grad, None, None, None, None, None
 
 
 def roi_align(

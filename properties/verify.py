@@ -1,0 +1,112 @@
+"""The main job's check: every registered implementation against the float64 reference.
+
+``python -m properties.verify`` builds one default workload (2 images, a
+stride-8 map of a 400x608 image, RoIs of every size, crossing borders,
+degenerate and inverted ones), runs each implementation forward and backward
+in float32 and float64 and both pixel conventions, and prints the worst
+absolute error against the reference. It exits non-zero when an error is
+above the bound for its dtype, so it can be scripted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import List
+
+import torch
+
+import reference
+from reference import registry
+
+# Worst absolute error allowed on this workload (features in [0, 4), the
+# reference fed the same dtype-rounded inputs): float64 sums of <= 16 terms
+# rounded at 1.1e-16 relative; float32 the same at 6e-8 relative, plus (for
+# torchvision, which computes coordinates in float32) sample positions off by
+# ~2^-24 * 700 px * 1/8 ~ 5e-6 px times a slope <= 4 per pixel. Both bounds
+# keep a wide margin over that rounding and stay far below a real bug (a
+# misplaced sample moves a value by O(0.1)).
+BOUND = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+@dataclass
+class Row:
+    implementation: str
+    dtype: str
+    aligned: bool
+    forward_error: float
+    backward_error: float
+    seconds: float
+    ok: bool
+
+
+def default_workload(num_rois: int = 96, channels: int = 8, seed: int = 0):
+    """``(features [2, C, 50, 76], boxes [K, 5])`` in image pixels at stride 8."""
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.rand(2, channels, 50, 76, generator=gen, dtype=torch.float64) * 4
+    centre = torch.rand(num_rois, 2, generator=gen, dtype=torch.float64) * torch.tensor([608.0, 400.0])
+    size = torch.exp(torch.rand(num_rois, 2, generator=gen, dtype=torch.float64) * 6.0)  # 1 .. 400 px
+    boxes = torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    boxes[:4] = torch.tensor(
+        [[-30.0, -20.0, 700.0, 500.0], [100.0, 80.0, 100.0, 80.0], [300.0, 200.0, 250.0, 150.0], [0.0, 0.0, 607.0, 399.0]],
+        dtype=torch.float64,
+    )
+    index = torch.randint(0, 2, (num_rois, 1), generator=gen).to(torch.float64)
+    return features, torch.cat([index, boxes], dim=1)
+
+
+def check(impl: registry.Implementation, features, boxes, dtype, aligned, expected, expected_grad, grad_out) -> Row:
+    x = features.to(dtype).detach().requires_grad_()
+    b = boxes.to(dtype)
+    start = time.perf_counter()
+    out = impl.roi_align(x, b, 7, 0.125, 2, aligned)
+    backward_error = float("nan")
+    if getattr(impl, "differentiable", True):
+        out.backward(grad_out.to(dtype))
+        backward_error = (x.grad.double() - expected_grad).abs().max().item()
+    seconds = time.perf_counter() - start
+    forward_error = (out.detach().double() - expected).abs().max().item()
+    worst = max(forward_error, 0.0 if backward_error != backward_error else backward_error)
+    return Row(impl.name, str(dtype).replace("torch.", ""), aligned, forward_error, backward_error, seconds, worst <= BOUND[dtype])
+
+
+def run(rows_out: List[Row]) -> bool:
+    features, boxes = default_workload()
+    grad_out = torch.randn(boxes.shape[0], features.shape[1], 7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    skipped = []
+    for aligned in (False, True):
+        for dtype in (torch.float32, torch.float64):
+            # The oracle sees exactly the values the implementation sees: the
+            # inputs rounded to dtype, then widened back to float64.
+            x = features.to(dtype).double().detach().requires_grad_()
+            expected = reference.roi_align(x, boxes.to(dtype).double(), 7, 0.125, 2, aligned)
+            expected.backward(grad_out)
+            for impl in registry.builtin():
+                if impl.name == "reference":
+                    continue
+                if impl.unavailable:
+                    skipped.append(f"{impl.name}: {impl.unavailable}")
+                    continue
+                rows_out.append(check(impl, features, boxes, dtype, aligned, expected.detach(), x.grad, grad_out))
+    print(f"RoIAlign vs the float64 reference: {boxes.shape[0]} RoIs, features {tuple(features.shape)}, "
+          "output 7x7, spatial_scale 1/8, sampling_ratio 2")
+    header = f"{'implementation':<18}{'dtype':<9}{'aligned':<9}{'fwd max|err|':>14}{'bwd max|err|':>14}{'seconds':>9}  verdict"
+    print(header)
+    print("-" * len(header))
+    for r in rows_out:
+        verdict = "ok" if r.ok else f"FAIL (bound {BOUND[getattr(torch, r.dtype)]:.0e})"
+        print(f"{r.implementation:<18}{r.dtype:<9}{str(r.aligned):<9}{r.forward_error:>14.3e}{r.backward_error:>14.3e}{r.seconds:>9.3f}  {verdict}")
+    for line in sorted(set(skipped)):
+        print(f"skipped {line}")
+    return all(r.ok for r in rows_out)
+
+
+def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    rows: List[Row] = []
+    return 0 if run(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
