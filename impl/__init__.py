@@ -3,7 +3,24 @@
 - ``roi_align`` / ``RoIAlign``: Numba forward and backward kernels (``kernels``),
   a drop-in for ``torchvision.ops.roi_align`` / ``RoIAlign``.
 - ``inputs``: argument checks shared by every front end.
+- ``levels``: FPN level assignment (``LevelMapper``, ``levels_for_boxes``), three named dialects.
+- ``pooler``: the multi-level ``Pooler`` and scale handling (``fpn_box_head_pooler``).
+- ``extractors``: box-head feature extractors (``FPN2MLPFeatureExtractor``, C4 variant).
 """
 from impl.roi_align import RoIAlign, roi_align
+from impl.levels import LevelMapper, levels_for_boxes
+from impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales
+from impl.extractors import FPN2MLPFeatureExtractor, ResNet50Conv5ROIFeatureExtractor
 
-__all__ = ["RoIAlign", "roi_align"]
+__all__ = [
+    "RoIAlign",
+    "roi_align",
+    "LevelMapper",
+    "levels_for_boxes",
+    "Pooler",
+    "c4_box_head_pooler",
+    "fpn_box_head_pooler",
+    "infer_scales",
+    "FPN2MLPFeatureExtractor",
+    "ResNet50Conv5ROIFeatureExtractor",
+]

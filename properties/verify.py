@@ -39,6 +39,7 @@ class Row:
     backward_error: float
     seconds: float
     ok: bool
+    bound: float
 
 
 def default_workload(num_rois: int = 96, channels: int = 8, seed: int = 0):
@@ -68,7 +69,10 @@ def check(impl: registry.Implementation, features, boxes, dtype, aligned, expect
     seconds = time.perf_counter() - start
     forward_error = (out.detach().double() - expected).abs().max().item()
     worst = max(forward_error, 0.0 if backward_error != backward_error else backward_error)
-    return Row(impl.name, str(dtype).replace("torch.", ""), aligned, forward_error, backward_error, seconds, worst <= BOUND[dtype])
+    # An implementation that computes in a lower precision than the input's
+    # (a documented divergence, docs/conformance.md) is held to that precision's bound.
+    bound = BOUND[impl.compute_dtype or dtype]
+    return Row(impl.name, str(dtype).replace("torch.", ""), aligned, forward_error, backward_error, seconds, worst <= bound, bound)
 
 
 def run(rows_out: List[Row]) -> bool:
@@ -95,8 +99,9 @@ def run(rows_out: List[Row]) -> bool:
     print(header)
     print("-" * len(header))
     for r in rows_out:
-        verdict = "ok" if r.ok else f"FAIL (bound {BOUND[getattr(torch, r.dtype)]:.0e})"
-        print(f"{r.implementation:<18}{r.dtype:<9}{str(r.aligned):<9}{r.forward_error:>14.3e}{r.backward_error:>14.3e}{r.seconds:>9.3f}  {verdict}")
+        verdict = ("ok" if r.ok else "FAIL") + ("" if r.bound == BOUND[getattr(torch, r.dtype)] else f" (bound {r.bound:.0e}: computes in lower precision)")
+        backward = "fwd only" if r.backward_error != r.backward_error else f"{r.backward_error:.3e}"
+        print(f"{r.implementation:<18}{r.dtype:<9}{str(r.aligned):<9}{r.forward_error:>14.3e}{backward:>14}{r.seconds:>9.3f}  {verdict}")
     for line in sorted(set(skipped)):
         print(f"skipped {line}")
     return all(r.ok for r in rows_out)

@@ -10,9 +10,11 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
+import torch
+
 import impl
 import reference
-from reference import torchvision_ops
+from reference import runtimes, torchvision_ops
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,11 @@ class Implementation:
     ours: bool = False
     # Why it cannot run on this machine, or None when it can.
     unavailable: Optional[str] = None
+    # False for forward-only entries (the ONNX runtimes): gradient properties skip them.
+    differentiable: bool = True
+    # The precision it computes in whatever the input dtype, where that is
+    # lower than the input's (OpenVINO runs float64 models in float32).
+    compute_dtype: Optional[torch.dtype] = None
 
     def __repr__(self) -> str:  # short ids in pytest parametrisation
         return self.name
@@ -37,12 +44,25 @@ def _cuda_reason() -> Optional[str]:
 
 
 def builtin() -> List[Implementation]:
-    """The suite's own entries: ours, the reference, torchvision CPU and CUDA."""
+    """The suite's own entries: ours, the reference, torchvision CPU and CUDA, ONNX Runtime, OpenVINO."""
     return [
         Implementation("numba", impl.roi_align, ours=True),
         Implementation("reference", reference.roi_align),
         Implementation("torchvision-cpu", torchvision_ops.roi_align_cpu),
         Implementation("torchvision-cuda", torchvision_ops.roi_align_cuda, device="cuda", unavailable=_cuda_reason()),
+        Implementation(
+            "onnxruntime",
+            runtimes.roi_align_onnxruntime,
+            unavailable=runtimes.onnxruntime_unavailable(),
+            differentiable=False,
+        ),
+        Implementation(
+            "openvino",
+            runtimes.roi_align_openvino,
+            unavailable=runtimes.openvino_unavailable(),
+            differentiable=False,
+            compute_dtype=torch.float32,
+        ),
     ]
 
 

@@ -1,0 +1,192 @@
+"""ONNX Runtime's and OpenVINO's ``RoiAlign`` behind torchvision's signature.
+
+Each adapter builds a one-node ONNX model (``RoiAlign``, opset 16, ``mode="avg"``)
+per configuration, compiles it once, and caches the session. Pixel
+convention: ``aligned=True`` is ``coordinate_transformation_mode="half_pixel"``
+(pixel centres at +0.5, coordinates shifted by -0.5), ``aligned=False`` is
+``"output_half_pixel"`` (no shift, the legacy Mask R-CNN rule).
+
+Forward only: the runtimes have no gradient. The packages are optional
+(``pip install .[runtimes]``); :func:`onnxruntime_unavailable` and
+:func:`openvino_unavailable` say why an adapter cannot run, or None.
+"""
+from __future__ import annotations
+
+import importlib.util
+import threading
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from impl.inputs import (
+    BoxesArg,
+    check_adaptive_grid,
+    check_features,
+    check_sampling_ratio,
+    check_spatial_scale,
+    output_size_pair,
+    rois_from_boxes,
+)
+
+# Opset 16 is the first RoiAlign with coordinate_transformation_mode.
+OPSET = 16
+COORDINATE_MODE = {True: "half_pixel", False: "output_half_pixel"}
+DEFAULT_THREADS = 2
+
+# (dtype, pooled, spatial_scale, onnx sampling_ratio, aligned, threads)
+ConfigKey = Tuple[torch.dtype, Tuple[int, int], float, int, bool, int]
+Session = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _missing(*packages: str) -> Optional[str]:
+    absent = [p for p in packages if importlib.util.find_spec(p) is None]
+    if not absent:
+        return None
+    return f"{', '.join(absent)} not installed (pip install -e '.[runtimes]')"
+
+
+def onnxruntime_unavailable() -> Optional[str]:
+    """Why the onnxruntime adapter cannot run here, or None."""
+    return _missing("onnx", "onnxruntime")
+
+
+def openvino_unavailable() -> Optional[str]:
+    """Why the OpenVINO adapter cannot run here, or None."""
+    return _missing("onnx", "openvino")
+
+
+def onnx_sampling_ratio(sampling_ratio: int) -> int:
+    """torchvision's ``sampling_ratio`` -> the ONNX attribute (adaptive is 0, never negative)."""
+    return max(sampling_ratio, 0)
+
+
+def roi_align_model(dtype: torch.dtype, pooled: Tuple[int, int], spatial_scale: float,
+                    sampling_ratio: int, aligned: bool) -> bytes:
+    """A serialized one-node ONNX model ``Y = RoiAlign(X, rois, batch_indices)``.
+
+    ``X [N, C, H, W]`` and ``rois [K, 4]`` (x1, y1, x2, y2 in image pixels) of
+    ``dtype``; ``batch_indices [K]`` int64; ``Y [K, C, pooled_h, pooled_w]``.
+    ``spatial_scale`` is stored as an ONNX float attribute, i.e. rounded to float32.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    element = {torch.float32: TensorProto.FLOAT, torch.float64: TensorProto.DOUBLE}[dtype]
+    node = helper.make_node(
+        "RoiAlign",
+        ["X", "rois", "batch_indices"],
+        ["Y"],
+        mode="avg",
+        coordinate_transformation_mode=COORDINATE_MODE[aligned],
+        output_height=pooled[0],
+        output_width=pooled[1],
+        sampling_ratio=onnx_sampling_ratio(sampling_ratio),
+        spatial_scale=spatial_scale,
+    )
+    graph = helper.make_graph(
+        [node],
+        "roi_align",
+        [
+            helper.make_tensor_value_info("X", element, ["N", "C", "H", "W"]),
+            helper.make_tensor_value_info("rois", element, ["K", 4]),
+            helper.make_tensor_value_info("batch_indices", TensorProto.INT64, ["K"]),
+        ],
+        [helper.make_tensor_value_info("Y", element, ["K", "C", pooled[0], pooled[1]])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _onnxruntime_session(model: bytes, threads: int) -> Session:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def run(x, rois, batch_indices):
+        return session.run(None, {"X": x, "rois": rois, "batch_indices": batch_indices})[0]
+
+    return run
+
+
+def _openvino_session(model: bytes, threads: int) -> Session:
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+
+    def run(x, rois, batch_indices):
+        return request.infer({"X": x, "rois": rois, "batch_indices": batch_indices})[0].copy()
+
+    return run
+
+
+class RuntimeRoIAlign:
+    """One runtime's RoiAlign as a callable with ``torchvision.ops.roi_align``'s signature.
+
+    Takes and returns CPU tensors (float32 or float64); the suite's argument
+    checks run first, so bad input raises the same clear errors as ours.
+    ``threads=None`` means ``torch.get_num_threads()`` at call time.
+    """
+
+    def __init__(self, name: str, make_session: Callable[[bytes, int], Session], threads: Optional[int] = None):
+        self.__name__ = name
+        self._make_session = make_session
+        self.threads = threads
+        self._sessions: Dict[ConfigKey, Session] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RuntimeRoIAlign({self.__name__!r}, threads={self.threads})"
+
+    def session(self, key: ConfigKey) -> Session:
+        """The compiled model for ``key``, built on first use."""
+        with self._lock:
+            if key not in self._sessions:
+                dtype, pooled, spatial_scale, sampling_ratio, aligned, threads = key
+                model = roi_align_model(dtype, pooled, spatial_scale, sampling_ratio, aligned)
+                self._sessions[key] = self._make_session(model, threads)
+            return self._sessions[key]
+
+    def __call__(self, input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
+                 sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+        check_features(input)
+        if input.device.type != "cpu":
+            raise ValueError(f"{self.__name__} takes CPU tensors, got input on {input.device}")
+        rois = rois_from_boxes(boxes, input)
+        pooled = output_size_pair(output_size)
+        spatial_scale = check_spatial_scale(spatial_scale)
+        sampling_ratio = check_sampling_ratio(sampling_ratio)
+        aligned = bool(aligned)
+        check_adaptive_grid(rois, pooled, spatial_scale, sampling_ratio, aligned)
+        if rois.shape[0] == 0:
+            return input.new_zeros((0, input.shape[1]) + pooled)
+        threads = self.threads or torch.get_num_threads()
+        key = (input.dtype, pooled, spatial_scale, onnx_sampling_ratio(sampling_ratio), aligned, threads)
+        run = self.session(key)
+        out = run(
+            input.detach().contiguous().numpy(),
+            rois[:, 1:].detach().contiguous().numpy(),
+            rois[:, 0].detach().to(torch.int64).numpy(),
+        )
+        return torch.from_numpy(np.ascontiguousarray(out)).to(input.dtype)
+
+
+def onnxruntime_roi_align(threads: Optional[int] = DEFAULT_THREADS) -> RuntimeRoIAlign:
+    """ONNX Runtime's CPU RoiAlign with ``threads`` intra-op threads."""
+    return RuntimeRoIAlign("onnxruntime", _onnxruntime_session, threads)
+
+
+def openvino_roi_align(threads: Optional[int] = DEFAULT_THREADS) -> RuntimeRoIAlign:
+    """OpenVINO's CPU plugin RoiAlign (ONNX front end) with ``threads`` inference threads."""
+    return RuntimeRoIAlign("openvino", _openvino_session, threads)
+
+
+roi_align_onnxruntime = onnxruntime_roi_align()
+roi_align_openvino = openvino_roi_align()
