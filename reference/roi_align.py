@@ -15,7 +15,7 @@ are bit-for-bit the kernel's.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Tuple
+from typing import Iterator, NamedTuple, Tuple
 
 import numpy as np
 import torch
@@ -82,6 +82,61 @@ def bilinear_taps(y: float, x: float, height: int, width: int):
     ]
 
 
+class RoIGeometry(NamedTuple):
+    """One RoI in feature-map pixels: where its bins start, their size and sample grid."""
+
+    start_h: float
+    start_w: float
+    roi_h: float
+    roi_w: float
+    bin_h: float
+    bin_w: float
+    grid_h: int
+    grid_w: int
+    count: int
+
+
+def roi_geometry(
+    roi: Tuple[float, float, float, float],
+    pooled: Tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> RoIGeometry:
+    """The geometry of ``roi = (x1, y1, x2, y2)`` (image pixels), in float64."""
+    x1, y1, x2, y2 = (float(v) for v in roi)
+    pooled_h, pooled_w = pooled
+    # aligned=True shifts by half a pixel so that pixel centres sit at +0.5.
+    offset = 0.5 if aligned else 0.0
+    start_w = x1 * spatial_scale - offset
+    start_h = y1 * spatial_scale - offset
+    roi_w = x2 * spatial_scale - offset - start_w
+    roi_h = y2 * spatial_scale - offset - start_h
+    if not aligned:
+        # Legacy maskrcnn_benchmark rule: malformed boxes are forced to 1x1.
+        roi_w = max(roi_w, 1.0)
+        roi_h = max(roi_h, 1.0)
+    grid_h = sampling_grid(roi_h, pooled_h, sampling_ratio)
+    grid_w = sampling_grid(roi_w, pooled_w, sampling_ratio)
+    # torchvision: count = max(grid_h * grid_w, 1), so an empty grid averages to 0.
+    count = max(grid_h * grid_w, 1)
+    return RoIGeometry(
+        start_h, start_w, roi_h, roi_w, roi_h / pooled_h, roi_w / pooled_w, grid_h, grid_w, count
+    )
+
+
+def sample_points(geometry: RoIGeometry, pooled: Tuple[int, int]) -> Iterator[Tuple[int, int, float, float]]:
+    """Every sample ``(ph, pw, y, x)`` of one RoI, in feature-map pixels, in summation order."""
+    g = geometry
+    for ph in range(pooled[0]):
+        for iy in range(g.grid_h):
+            y = g.start_h + ph * g.bin_h + (iy + 0.5) * g.bin_h / g.grid_h
+            for pw in range(pooled[1]):
+                for ix in range(g.grid_w):
+                    x = g.start_w + pw * g.bin_w + (ix + 0.5) * g.bin_w / g.grid_w
+                    yield ph, pw, y, x
+
+
 def bin_taps(
     roi: Tuple[float, float, float, float],
     height: int,
@@ -96,32 +151,10 @@ def bin_taps(
     ``roi`` is ``(x1, y1, x2, y2)`` in image pixels; the weight already
     includes the ``1 / count`` of the bin average.
     """
-    x1, y1, x2, y2 = (float(v) for v in roi)
-    pooled_h, pooled_w = pooled
-    # aligned=True shifts by half a pixel so that pixel centres sit at +0.5.
-    offset = 0.5 if aligned else 0.0
-    start_w = x1 * spatial_scale - offset
-    start_h = y1 * spatial_scale - offset
-    roi_w = x2 * spatial_scale - offset - start_w
-    roi_h = y2 * spatial_scale - offset - start_h
-    if not aligned:
-        # Legacy maskrcnn_benchmark rule: malformed boxes are forced to 1x1.
-        roi_w = max(roi_w, 1.0)
-        roi_h = max(roi_h, 1.0)
-    bin_h = roi_h / pooled_h
-    bin_w = roi_w / pooled_w
-    grid_h = sampling_grid(roi_h, pooled_h, sampling_ratio)
-    grid_w = sampling_grid(roi_w, pooled_w, sampling_ratio)
-    # torchvision: count = max(grid_h * grid_w, 1), so an empty grid averages to 0.
-    count = max(grid_h * grid_w, 1)
-    for ph in range(pooled_h):
-        for iy in range(grid_h):
-            y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
-            for pw in range(pooled_w):
-                for ix in range(grid_w):
-                    x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
-                    for row, col, weight in bilinear_taps(y, x, height, width):
-                        yield ph, pw, row, col, weight / count
+    geometry = roi_geometry(roi, pooled, spatial_scale, sampling_ratio, aligned)
+    for ph, pw, y, x in sample_points(geometry, pooled):
+        for row, col, weight in bilinear_taps(y, x, height, width):
+            yield ph, pw, row, col, weight / geometry.count
 
 
 def roi_align_forward(

@@ -1,0 +1,11 @@
+"""The RoIAlign property suite: Hypothesis properties that any RoIAlign must keep.
+
+- ``strategies``: composable Hypothesis strategies and the readable ``RoIAlignCase``.
+- ``tolerances``: error bounds derived from float rounding, and the
+  "near a discontinuity" test for kernels that compute coordinates in float32.
+- ``profiles``: the ``ci`` / ``dev`` / ``thorough`` Hypothesis profiles.
+- ``corpus/``: pinned replay cases (JSON), replayed by ``test_corpus.py``.
+
+Point it at any implementation with ``pytest properties --roi-align=MODULE:ATTR``
+(see ``conftest.py``).
+"""

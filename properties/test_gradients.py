@@ -1,0 +1,135 @@
+"""Gradient properties: the backward is the forward's transpose, and agrees across implementations.
+
+Forward-only implementations (``differentiable=False``: the ONNX runtimes)
+skip these with that reason.
+"""
+from __future__ import annotations
+
+import numba
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from properties.strategies import DTYPES, INSIDE, RoIAlignCase, roi_align_cases, case_for
+from properties.test_differential import check_backward_matches_reference, grad_output_for, input_gradient
+from properties.tolerances import gamma, unit_roundoff
+from reference import registry
+
+
+def require_differentiable(implementation) -> None:
+    if not getattr(implementation, "differentiable", True):
+        pytest.skip(f"{implementation.name} is forward-only (differentiable=False)")
+
+
+def check_adjoint_identity(implementation, case: RoIAlignCase, grad_seed: int) -> None:
+    """``<roi_align(x), g> == <x, roi_align_backward(g)>`` (float64)."""
+    case = case_for(implementation, case)
+    features = case.features().requires_grad_(True)
+    g = grad_output_for(case, grad_seed)
+    out = case.run(implementation.roi_align, features=features)
+    (grad,) = torch.autograd.grad(out, features, g)
+    forward_side = float((out.detach().double() * g.double()).sum())
+    backward_side = float((features.detach().double() * grad.double()).sum())
+    # Both sides are the same sum over taps of w * x * g, whatever coordinates the
+    # implementation computes (as long as forward and backward agree); each errs by
+    # at most gamma(taps per element + elements summed) * sum |w x g|, and with
+    # non-negative weights sum |w x g| = <roi_align(|x|), |g|> (its own forward).
+    magnitude = case.run(implementation.roi_align, features=features.detach().abs()).double()
+    scale = float((magnitude * g.double().abs()).sum())
+    terms = 4 * case.num_samples() + out.numel() + features.numel() + 8
+    bound = 2 * gamma(terms, unit_roundoff(DTYPES[case.dtype])) * scale
+    assert abs(forward_side - backward_side) <= bound, (
+        f"<f(x), g> = {forward_side!r} but <x, f^T g> = {backward_side!r}: "
+        f"difference {abs(forward_side - backward_side):.3g} > bound {bound:.3g}"
+    )
+
+
+ADJOINT_CASES = roi_align_cases(dtype_names=("float64",))
+
+
+@given(case=ADJOINT_CASES, grad_seed=st.integers(0, 2**16))
+def test_adjoint_identity(implementation, case, grad_seed):
+    require_differentiable(implementation)
+    check_adjoint_identity(implementation, case, grad_seed)
+
+
+@given(case=ADJOINT_CASES, grad_seed=st.integers(0, 2**16))
+def test_reference_adjoint_identity(case, grad_seed):
+    """The oracle's own backward is the transpose of its forward."""
+    check_adjoint_identity(registry.by_name()["reference"], case, grad_seed)
+
+
+SMALL_CASES = roi_align_cases(dtype_names=("float64",), max_boxes=3, max_channels=2, fpn=False, min_boxes=1).filter(
+    lambda c: c.shape[2] * c.shape[3] <= 64
+)
+
+
+@given(case=SMALL_CASES)
+def test_gradcheck(implementation, case):
+    """torch.autograd.gradcheck (float64): the backward matches finite differences."""
+    require_differentiable(implementation)
+    case = case_for(implementation, case)
+    rois = case.rois()
+    features = case.features().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x: implementation.roi_align(x, rois, *case.params()), (features,), fast_mode=True
+    )
+
+
+def overlapping(case: RoIAlignCase) -> RoIAlignCase:
+    """Add, for every box, a copy half a feature pixel away on the next image: boxes overlap on every image."""
+    n = case.shape[0]
+    step = 0.5 / case.spatial_scale
+    extra = tuple(((b + 1) % n, x1 + step, y1 + step, x2 + step, y2 + step) for b, x1, y1, x2, y2 in case.boxes)
+    return case.replace(boxes=case.boxes + extra)
+
+
+@given(case=roi_align_cases(min_images=2, min_boxes=1, max_boxes=3).map(overlapping), grad_seed=st.integers(0, 2**16))
+def test_gradients_agree_on_several_images_with_overlapping_boxes(implementation, case, grad_seed):
+    """The input gradient with N >= 2 images and overlapping boxes matches the reference's."""
+    require_differentiable(implementation)
+    check_backward_matches_reference(implementation, case, grad_seed)
+
+
+@given(case=roi_align_cases(kinds=INSIDE, min_boxes=1, min_side=2), grad_seed=st.integers(0, 2**16))
+def test_gradient_mass_equals_grad_output_mass(implementation, case, grad_seed):
+    """For boxes inside the map every sample's weights sum to 1 and every bin averages
+    its samples, so the gradient of each image and channel sums to its grad_output."""
+    require_differentiable(implementation)
+    case = case_for(implementation, case)
+    g = grad_output_for(case, grad_seed)
+    grad = input_gradient(implementation, case, g).double()
+    index = torch.tensor([b[0] for b in case.boxes])
+    expected = torch.zeros(case.shape[:2], dtype=torch.float64).index_add_(0, index, g.double().sum(dim=(2, 3)))
+    # Accumulating every tap (in the input dtype, the worst case), then summing the map in float64.
+    u = unit_roundoff(DTYPES[case.dtype])
+    scale = torch.zeros(case.shape[:2], dtype=torch.float64).index_add_(0, index, g.double().abs().sum(dim=(2, 3)))
+    bound = (gamma(4 * case.num_samples() + 8, u) + gamma(grad[0, 0].numel(), 2.0**-53)) * scale
+    error = (grad.sum(dim=(2, 3)) - expected).abs()
+    assert bool((error <= bound).all()), f"gradient mass {grad.sum(dim=(2, 3))} != grad_output mass {expected}"
+
+
+# 80 channels: 1 and 2 threads split them into different channel blocks (impl.roi_align._channel_block).
+DETERMINISM_CASES = roi_align_cases(min_boxes=2, min_images=2).map(
+    lambda c: overlapping(c).replace(shape=(c.shape[0], 80) + c.shape[2:])
+)
+
+
+@given(case=DETERMINISM_CASES, grad_seed=st.integers(0, 2**16))
+def test_backward_is_bitwise_deterministic(our_implementation, case, grad_seed):
+    """Our backward gives the same bits on every run and with 1 or 2 threads (torch and Numba)."""
+    case = case_for(our_implementation, case)
+    g = grad_output_for(case, grad_seed)
+    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    grads = []
+    try:
+        for threads in (2, 2, 1):
+            torch.set_num_threads(threads)
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            grads.append(input_gradient(our_implementation, case, g))
+    finally:
+        torch.set_num_threads(torch_threads)
+        numba.set_num_threads(numba_threads)
+    assert torch.equal(grads[0], grads[1]), "two runs with 2 threads differ"
+    assert torch.equal(grads[0], grads[2]), "1 thread and 2 threads differ"

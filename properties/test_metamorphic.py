@@ -1,0 +1,291 @@
+"""Metamorphic properties: transform the inputs, predict the output from the original.
+
+The predictions need no oracle values: the reference supplies magnitudes for
+the rounding bounds and, only at bins where rounding of the transformed boxes
+can carry a sample across a discontinuity of the definition, the size of the
+definition's own jump there (``transformed_bound``). Transformations that are
+exact in binary floating point (power-of-two rescaling, permuting or
+splitting RoIs) are checked bitwise.
+"""
+from __future__ import annotations
+
+import torch
+from hypothesis import assume, example, given, note
+from hypothesis import strategies as st
+
+from properties.strategies import DTYPES, INSIDE, NON_INVERTED, RoIAlignCase, roi_align_cases, case_for
+from properties.tolerances import (
+    Arithmetic,
+    Oracle,
+    arithmetic,
+    assert_within,
+    forward_oracle,
+    forward_tolerance,
+    grid_may_change,
+    jump_allowance,
+    rounding_jumps,
+    coordinate_error,
+    unit_roundoff,
+)
+
+
+def magnitude(case: RoIAlignCase, features=None) -> torch.Tensor:
+    """The reference on ``|features|``: bounds ``|roi_align(features)|`` elementwise."""
+    return forward_oracle(case, None if features is None else features.abs()).value
+
+
+def same_boxes_bound(implementation, case: RoIAlignCase, features, mag) -> torch.Tensor:
+    """Rounding bound for calls that share the case's boxes (so the same sample
+    coordinates and no jumps): summation and output rounding (``mag`` bounds |output|)."""
+    arith = arithmetic(implementation.ours, DTYPES[case.dtype])
+    return forward_tolerance(case, Oracle(value=mag, magnitude=mag), arith, features)
+
+
+def transformed_bound(implementation, case: RoIAlignCase, other: RoIAlignCase, other_features, align) -> torch.Tensor:
+    """How far ``roi_align(case)`` and ``align(roi_align(other))`` may differ when ``other``
+    is ``case`` transformed (its boxes rounded to the dtype).
+
+    Each call is within its differential bound of the definition (plus, for float32
+    coordinates, its jump allowance). The transformed boxes are rounded, which moves
+    samples like float32/float64 coordinate rounding (the Lipschitz term, with the
+    dtype's roundoff); where that can push a sample across a discontinuity
+    (``rounding_jumps``), the definition itself may jump between the two cases, by
+    exactly what the reference says: only those bins get that difference as allowance.
+    """
+    dtype = DTYPES[case.dtype]
+    arith = arithmetic(implementation.ours, dtype)
+    rounded = Arithmetic(coordinates=dtype, accumulation=arith.accumulation, output=dtype)
+    mine, theirs = forward_oracle(case), forward_oracle(other, other_features)
+    bound = (
+        forward_tolerance(case, mine, rounded) + jump_allowance(case, arith)
+        + align(forward_tolerance(other, theirs, rounded, other_features) + jump_allowance(other, arith, other_features))
+    )
+    near = (rounding_jumps(case, dtype) > 0) | align(rounding_jumps(other, dtype, other_features) > 0)
+    definition_jump = torch.where(near, (mine.value - align(theirs.value)).abs(), torch.zeros_like(mine.value))
+    return bound + definition_jump
+
+
+def assert_bitwise_equal(actual, expected, what: str) -> None:
+    if not torch.equal(actual, expected):
+        diff = (actual.double() - expected.double()).abs()
+        index = tuple(int(i) for i in (diff == diff.max()).nonzero()[0]) if diff.numel() else ()
+        raise AssertionError(f"{what}: not bitwise equal; worst at {index}: {actual[index]!r} vs {expected[index]!r}")
+
+
+# --- linearity and closed forms -------------------------------------------------
+
+@given(case=roi_align_cases(), a=st.sampled_from([1.0, -1.0, 2.0, 0.5, -3.0]), b=st.sampled_from([1.0, -2.0, 0.25]))
+def test_linear_in_the_features(implementation, case, a, b):
+    """``roi_align(a x + b y) == a roi_align(x) + b roi_align(y)`` (same boxes)."""
+    case = case_for(implementation, case)
+    x, y = case.features(), case.replace(seed=case.seed + 1).features()
+    z = a * x + b * y
+    out_x, out_y, out_z = (case.run(implementation.roi_align, features=f).double() for f in (x, y, z))
+    # z itself is rounded to the dtype: |z - (a x + b y)| <= u (|a x| + |b y|), which
+    # RoIAlign (weights summing to <= 1) carries to at most u (|a| mag_x + |b| mag_y).
+    mag_x, mag_y = magnitude(case, x), magnitude(case, y)
+    bound = (
+        same_boxes_bound(implementation, case, z, abs(a) * mag_x + abs(b) * mag_y)
+        + abs(a) * same_boxes_bound(implementation, case, x, mag_x)
+        + abs(b) * same_boxes_bound(implementation, case, y, mag_y)
+        + unit_roundoff(DTYPES[case.dtype]) * (abs(a) * mag_x + abs(b) * mag_y)
+    )
+    assert_within(out_z, a * out_x + b * out_y, bound, "roi_align(a x + b y) vs a roi_align(x) + b roi_align(y)")
+
+
+@given(
+    case=roi_align_cases(kinds=INSIDE, min_boxes=1, min_side=2),
+    constant=st.sampled_from([1.0, -2.5, 3072.0, 0.1]),
+)
+def test_constant_map_gives_the_constant(implementation, case, constant):
+    """On a constant map every bin of a box inside the map is that constant."""
+    case = case_for(implementation, case)
+    features = torch.full(case.shape, constant, dtype=DTYPES[case.dtype])
+    out = case.run(implementation.roi_align, features=features)
+    expected = torch.full(out.shape, float(features.flatten()[0]), dtype=torch.float64)
+    oracle = Oracle(value=expected, magnitude=expected.abs())
+    bound = forward_tolerance(case, oracle, arithmetic(implementation.ours, DTYPES[case.dtype]), features)
+    assert_within(out, expected, bound, f"constant {constant} map")
+
+
+def linear_ramp(shape, slopes_y, slopes_x, offsets, dtype) -> torch.Tensor:
+    """``f[n, c, y, x] = slopes_y[c] * y + slopes_x[c] * x + offsets[c]`` (integers: exact)."""
+    n, c, h, w = shape
+    ys = torch.arange(h, dtype=torch.float64).reshape(1, 1, h, 1)
+    xs = torch.arange(w, dtype=torch.float64).reshape(1, 1, 1, w)
+    col = lambda v: torch.tensor(v, dtype=torch.float64).reshape(1, c, 1, 1)
+    return (col(slopes_y) * ys + col(slopes_x) * xs + col(offsets)).expand(n, c, h, w).to(dtype).contiguous()
+
+
+def bin_centre_values(case: RoIAlignCase, slopes_y, slopes_x, offsets) -> torch.Tensor:
+    """The ramp at each bin's centre: the mean of its samples, which sit symmetrically around it."""
+    k, c = case.num_boxes, case.shape[1]
+    ph, pw = case.output_size
+    out = torch.zeros((k, c, ph, pw), dtype=torch.float64)
+    for i, g in enumerate(case.geometries()):
+        cy = g.start_h + (torch.arange(ph, dtype=torch.float64) + 0.5) * g.bin_h
+        cx = g.start_w + (torch.arange(pw, dtype=torch.float64) + 0.5) * g.bin_w
+        for ch in range(c):
+            out[i, ch] = slopes_y[ch] * cy[:, None] + slopes_x[ch] * cx[None, :] + offsets[ch]
+    return out
+
+
+@given(case=roi_align_cases(kinds=INSIDE, min_boxes=1, min_side=2), data=st.data())
+def test_linear_ramp_gives_the_bin_centres(implementation, case, data):
+    """On ``a y + b x + c`` each bin of a box inside the map is the ramp at the bin centre."""
+    case = case_for(implementation, case)
+    channels = case.shape[1]
+    small = st.lists(st.integers(-3, 3), min_size=channels, max_size=channels)
+    slopes_y, slopes_x, offsets = data.draw(small), data.draw(small), data.draw(small)
+    features = linear_ramp(case.shape, slopes_y, slopes_x, offsets, DTYPES[case.dtype])
+    out = case.run(implementation.roi_align, features=features)
+    expected = bin_centre_values(case, slopes_y, slopes_x, offsets)
+    magnitude = torch.full_like(expected, float(features.abs().max()))
+    bound = forward_tolerance(case, Oracle(expected, magnitude), arithmetic(implementation.ours, DTYPES[case.dtype]),
+                              features)
+    assert_within(out, expected, bound, "linear ramp vs bin centres")
+
+
+# --- geometric transformations ----------------------------------------------------
+
+@given(
+    case=roi_align_cases(kinds=INSIDE, min_boxes=1, min_side=2),
+    shift=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+)
+def test_integer_translation(implementation, case, shift, pad):
+    """Moving the map by whole feature pixels inside a larger one, and its boxes with it, changes nothing."""
+    case = case_for(implementation, case)
+    n, c, h, w = case.shape
+    (ty, tx), (py, px) = shift, pad
+    features = case.features()
+    moved = torch.zeros((n, c, h + ty + py, w + tx + px), dtype=features.dtype)
+    moved[:, :, ty : ty + h, tx : tx + w] = features
+    s = case.spatial_scale
+    boxes = tuple((b, x1 + tx / s, y1 + ty / s, x2 + tx / s, y2 + ty / s) for b, x1, y1, x2, y2 in case.boxes)
+    moved_case = case.replace(shape=tuple(moved.shape), boxes=boxes)
+    note(f"translated by (y, x) = {shift} feature pixels: {moved_case!r}")
+    out = case.run(implementation.roi_align)
+    out_moved = moved_case.run(implementation.roi_align, features=moved)
+    bound = transformed_bound(implementation, case, moved_case, moved, align=lambda t: t)
+    assert_within(out_moved, out.double(), bound, "translated map and boxes")
+
+
+def flippable(case: RoIAlignCase, axis: int) -> RoIAlignCase:
+    """Keep boxes the flip maps onto themselves: not inverted, and in the legacy
+    convention at least one feature pixel long (shorter ones are stretched from their start)."""
+    low, high = (1, 3) if axis == 3 else (2, 4)
+    minimum = 0.0 if case.aligned else 1.0
+    keep = tuple(b for b in case.boxes if (b[high] - b[low]) * case.spatial_scale >= minimum)
+    return case.replace(boxes=keep)
+
+
+def flipped(case: RoIAlignCase, axis: int) -> RoIAlignCase:
+    """The case's boxes mirrored like ``features.flip(axis)`` (axis 2: rows, 3: columns).
+
+    Feature coordinate ``c`` maps to ``size - 1 - c``; in image pixels that is
+    ``x -> (size - 1 + 2 * offset) / scale - x`` with offset 0.5 when aligned.
+    """
+    size = case.shape[axis]
+    mirror = (size - 1 + (1.0 if case.aligned else 0.0)) / case.spatial_scale
+    low, high = (1, 3) if axis == 3 else (2, 4)
+    boxes = []
+    for box in case.boxes:
+        b = list(box)
+        b[low], b[high] = mirror - box[high], mirror - box[low]
+        boxes.append(tuple(b))
+    return case.replace(boxes=tuple(boxes))
+
+
+@given(case=roi_align_cases(kinds=NON_INVERTED), axis=st.sampled_from([3, 2]))
+def test_flip(implementation, case, axis):
+    """Flipping the map and mirroring the boxes flips each output along the same axis."""
+    case = flippable(case, axis)
+    case = case_for(implementation, case)
+    mirrored = flipped(case, axis)
+    note(f"mirrored along axis {axis}: {mirrored!r}")
+    features = case.features()
+    mirrored_features = features.flip(axis)
+    out = case.run(implementation.roi_align)
+    out_mirrored = mirrored.run(implementation.roi_align, features=mirrored_features)
+    bound = transformed_bound(implementation, case, mirrored, mirrored_features, align=lambda t: t.flip(axis))
+    assert_within(out_mirrored.flip(axis), out.double(), bound, f"flip along axis {axis}")
+
+
+@given(case=roi_align_cases(), factor=st.sampled_from([2.0, 0.5, 4.0, 0.25]))
+def test_power_of_two_rescaling_is_exact(implementation, case, factor):
+    """Boxes times 2**k with ``spatial_scale`` divided by 2**k: every product is exact, so the output is bitwise equal."""
+    case = case_for(implementation, case)
+    scaled = case.replace(
+        boxes=tuple((b,) + tuple(v * factor for v in box) for b, *box in case.boxes),
+        spatial_scale=case.spatial_scale / factor,
+    )
+    note(f"rescaled: {scaled!r}")
+    assert_bitwise_equal(scaled.run(implementation.roi_align), case.run(implementation.roi_align),
+                         f"boxes x{factor}, spatial_scale /{factor}")
+
+
+# --- RoI bookkeeping --------------------------------------------------------------
+
+@given(case=roi_align_cases(min_boxes=2), data=st.data())
+def test_permuting_boxes_permutes_outputs(implementation, case, data):
+    """Each RoI is computed on its own: permuting the boxes permutes the outputs, bitwise."""
+    case = case_for(implementation, case)
+    order = data.draw(st.permutations(range(case.num_boxes)))
+    permuted = case.replace(boxes=tuple(case.boxes[i] for i in order))
+    out = case.run(implementation.roi_align)
+    assert_bitwise_equal(permuted.run(implementation.roi_align), out[list(order)], f"boxes permuted by {order}")
+
+
+@given(case=roi_align_cases(min_images=2, min_boxes=1))
+def test_splitting_the_batch_by_image_changes_nothing(implementation, case):
+    """Running each image alone (its boxes re-indexed to 0) gives the same rows, bitwise."""
+    case = case_for(implementation, case)
+    features = case.features()
+    out = case.run(implementation.roi_align)
+    for image in range(case.shape[0]):
+        rows = [k for k, box in enumerate(case.boxes) if box[0] == image]
+        alone = case.replace(shape=(1,) + case.shape[1:], boxes=tuple((0,) + case.boxes[k][1:] for k in rows))
+        out_alone = alone.run(implementation.roi_align, features=features[image : image + 1])
+        assert_bitwise_equal(out_alone, out[rows], f"image {image} alone")
+
+
+@given(case=roi_align_cases(min_images=2, min_boxes=1))
+def test_boxes_as_per_image_list_equal_the_tensor_form(implementation, case):
+    """``boxes`` as a list of per-image ``Tensor[L, 4]`` equals the ``Tensor[K, 5]`` form, bitwise."""
+    case = case_for(implementation, case)
+    rois = case.rois()
+    per_image = [rois[rois[:, 0] == i, 1:] for i in range(case.shape[0])]
+    order = [k for i in range(case.shape[0]) for k in range(case.num_boxes) if case.boxes[k][0] == i]
+    out = case.run(implementation.roi_align)
+    assert_bitwise_equal(case.run(implementation.roi_align, rois=per_image), out[order], "per-image box list")
+
+
+def squared(case: RoIAlignCase) -> RoIAlignCase:
+    """Square output and square boxes (side = the box height), so the adaptive grid is square."""
+    side = min(case.output_size)
+    boxes = tuple((b, x1, y1, x1 + (y2 - y1), y2) for b, x1, y1, x2, y2 in case.boxes)
+    return case.replace(output_size=(side, side), boxes=boxes)
+
+
+@given(case=roi_align_cases(sampling=(0, -1), min_boxes=1).map(squared))
+# roi / output = 4 / 2: exactly an integer, where ceil and floor + 1 part.
+@example(case=RoIAlignCase(shape=(1, 2, 6, 6), boxes=((0, 1.0, 1.0, 5.0, 5.0),), output_size=(2, 2), sampling_ratio=0))
+def test_adaptive_sampling_equals_the_explicit_ceil_grid(implementation, case):
+    """Adaptive sampling of a RoI equals ``sampling_ratio = ceil(roi_size / output_size)``, bitwise."""
+    case = case_for(implementation, case)
+    out = case.run(implementation.roi_align)
+    arith = arithmetic(implementation.ours, DTYPES[case.dtype])
+    deltas = coordinate_error(case, unit_roundoff(arith.coordinates))
+    float32_grid = arith.coordinates != torch.float64
+    checked = 0
+    for k, geometry in enumerate(case.geometries()):
+        grid = geometry.grid_h
+        if grid != geometry.grid_w or grid < 1:
+            continue  # no single sampling_ratio describes this RoI's grid
+        if float32_grid and grid_may_change(case, geometry, float(deltas[k])):
+            continue  # a float32 kernel may round roi / output to the next integer
+        explicit = case.replace(boxes=(case.boxes[k],), sampling_ratio=grid)
+        assert_bitwise_equal(explicit.run(implementation.roi_align)[0], out[k], f"RoI {k} with sampling_ratio={grid}")
+        checked += 1
+    assume(checked > 0)
