@@ -1,0 +1,141 @@
+"""Benchmark options, parametrisation (workload x implementation) and the end-of-run summary.
+
+Options (besides pytest-benchmark's own ``--benchmark-*``):
+
+- ``--quick`` / ``ROIALIGN_BENCH_QUICK=1``: toy-size workloads, one round (CI smoke run).
+- ``--roi-align=MODULE:ATTR`` (repeatable) and ``--roi-align-device``: time plug-in targets too.
+- ``--implementations=a,b`` / ``--workloads=x,y``: run a subset (exact names;
+  ``--roi-align`` targets are always kept).
+- ``--bench-budget=SECONDS`` / ``--bench-min-rounds=N``: time spent per (workload, implementation).
+"""
+from __future__ import annotations
+
+import os
+from typing import List
+
+import pytest
+
+from benchmarks import figures
+from benchmarks.runners import candidates
+from benchmarks.workloads import all_workloads
+
+RECORDED = pytest.StashKey[list]()
+
+
+def _add_option(parser, *names, **kwargs) -> None:
+    # ``--roi-align`` may also be defined by another conftest of the suite.
+    try:
+        parser.addoption(*names, **kwargs)
+    except ValueError:
+        pass
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("roialign benchmarks")
+    _add_option(group, "--quick", action="store_true", default=False, help="toy workloads, one round (CI smoke run)")
+    _add_option(group, "--roi-align", action="append", default=[], metavar="MODULE:ATTR", help="also time this roi_align")
+    _add_option(group, "--roi-align-device", default="cpu", help="device the --roi-align targets run on")
+    _add_option(group, "--implementations", default="", help="comma-separated implementation names to time")
+    _add_option(group, "--workloads", default="", help="comma-separated workload names to time")
+    _add_option(group, "--bench-budget", type=float, default=None, help="seconds of timed rounds per case (default 2)")
+    _add_option(group, "--bench-min-rounds", type=int, default=None, help="fewest timed rounds per case (default 1)")
+
+
+def is_quick(config) -> bool:
+    return bool(config.getoption("--quick")) or os.environ.get("ROIALIGN_BENCH_QUICK", "") not in ("", "0")
+
+
+def _names(value: str) -> List[str]:
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def _targets(config) -> List[str]:
+    value = config.getoption("--roi-align") or []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def selected_workloads(config):
+    wanted = _names(config.getoption("--workloads"))
+    workloads = [w for w in all_workloads() if not wanted or w.name in wanted]
+    unknown = set(wanted) - {w.name for w in workloads}
+    if unknown:
+        raise pytest.UsageError(f"--workloads: unknown names {sorted(unknown)}")
+    return [w.quick() for w in workloads] if is_quick(config) else workloads
+
+
+def selected_candidates(config):
+    wanted = _names(config.getoption("--implementations"))
+    found = candidates(_targets(config), config.getoption("--roi-align-device"))
+    # Plug-in targets were asked for by name, so the filter keeps them.
+    chosen = [c for c in found if not wanted or c.name in wanted or c.name.startswith("target:")]
+    unknown = set(wanted) - {c.name for c in chosen}
+    if unknown:
+        raise pytest.UsageError(f"--implementations: unknown names {sorted(unknown)}; known: {[c.name for c in found]}")
+    return chosen
+
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    cases = [(w, c) for w in selected_workloads(config) for c in selected_candidates(config)]
+    metafunc.parametrize("case", cases, ids=[f"{w.name}-{c.name}" for w, c in cases])
+
+
+@pytest.fixture(scope="session")
+def timing_plan(request):
+    """``(budget_s, min_rounds, max_rounds)`` for each case."""
+    config = request.config
+    if is_quick(config):
+        return 0.0, 1, 1
+    budget = config.getoption("--bench-budget")
+    min_rounds = config.getoption("--bench-min-rounds")
+    # One untimed call first, then as many rounds as fit the budget: a slow
+    # case (torchvision's backward, seconds per call) gets a single round.
+    return (2.0 if budget is None else budget), (1 if min_rounds is None else min_rounds), 15
+
+
+@pytest.fixture
+def record(request):
+    """Register a ``benchmark`` fixture whose results the end-of-run summary reads."""
+    recorded = request.config.stash.setdefault(RECORDED, [])
+    return recorded.append
+
+
+def _timed(config):
+    """The recorded fixtures' pytest-benchmark metadata (none when timing is disabled)."""
+    return [b.stats for b in config.stash.get(RECORDED, []) if b.stats]
+
+
+def _records(config):
+    return [m.as_dict(include_data=False) for m in _timed(config)]
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session):
+    # Runs before pytest-benchmark saves the run: add speedups and rates to extra_info.
+    derived = figures.derived_info(figures.throughput_results(_records(session.config)))
+    for metadata in _timed(session.config):
+        key = (metadata.extra_info.get("workload"), metadata.extra_info.get("implementation"))
+        metadata.extra_info.update(derived.get(key, {}))
+    yield
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    records = _records(config)
+    rows = figures.summary_rows(figures.throughput_results(records))
+    if rows:
+        terminalreporter.write_sep("=", "RoIAlign throughput (median; speedup measured in this run)")
+        terminalreporter.write_line(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))
+    jit = figures.jit_records(records)
+    if jit:
+        terminalreporter.write_sep("=", "first call: import + Numba JIT compile, in a fresh process")
+        terminalreporter.write_line(figures.text_table(figures.JIT_HEADER, [figures.jit_cells(j) for j in jit]))
+
+
+@pytest.fixture(scope="session")
+def jit_warm():
+    """Compile (or load from cache) our Numba kernels before anything is timed."""
+    from benchmarks.jit import first_call
+
+    first_call()

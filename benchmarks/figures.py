@@ -1,0 +1,185 @@
+"""Benchmark results -> figures: RoIs/s, effective bandwidth, speedup over torchvision.
+
+Works on pytest-benchmark's JSON records (``{"name", "group", "stats":
+{"median", ...}, "extra_info": {...}}``), live or loaded from a saved run,
+so the terminal summary, the gate and the report compute every figure here.
+Speedups only ever compare medians measured in the same run.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+BASELINE = "torchvision-cpu"
+THROUGHPUT = "throughput"  # extra_info["kind"] of a workload timing
+JIT = "jit"  # extra_info["kind"] of a first-call timing
+
+
+@dataclass(frozen=True)
+class Result:
+    """One (workload, implementation) timing and the facts recorded with it."""
+
+    workload: str
+    implementation: str
+    median_s: float
+    rounds: int
+    rois: int
+    bytes: int
+    copy_bytes_per_s: float
+    sweep: Optional[str] = None
+    value: object = None
+
+    @property
+    def rois_per_s(self) -> float:
+        return self.rois / self.median_s
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.bytes / self.median_s
+
+    @property
+    def fraction_of_copy(self) -> float:
+        return self.bytes_per_s / self.copy_bytes_per_s
+
+
+def throughput_results(records: Iterable[Mapping]) -> List[Result]:
+    """The workload timings among pytest-benchmark records (skipping unrun ones)."""
+    results = []
+    for record in records:
+        info = record.get("extra_info") or {}
+        stats = record.get("stats") or {}
+        if info.get("kind") != THROUGHPUT or not stats.get("median"):
+            continue
+        results.append(
+            Result(
+                workload=info["workload"],
+                implementation=info["implementation"],
+                median_s=float(stats["median"]),
+                rounds=int(stats.get("rounds", 0)),
+                rois=int(info["rois"]),
+                bytes=int(info["bytes"]),
+                copy_bytes_per_s=float(info["copy_bytes_per_s"]),
+                sweep=info.get("sweep"),
+                value=info.get("value"),
+            )
+        )
+    return results
+
+
+def jit_records(records: Iterable[Mapping]) -> List[Dict]:
+    """The first-call (JIT) measurements' ``extra_info``."""
+    return [dict(r["extra_info"]) for r in records if (r.get("extra_info") or {}).get("kind") == JIT]
+
+
+def speedups(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[str, str], Optional[float]]:
+    """``(workload, implementation) -> baseline median / its median`` (None without a baseline)."""
+    results = list(results)
+    base = {r.workload: r.median_s for r in results if r.implementation == baseline}
+    return {
+        (r.workload, r.implementation): (base[r.workload] / r.median_s if r.workload in base else None)
+        for r in results
+    }
+
+
+def derived_info(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[str, str], Dict]:
+    """The figures added to each timing's ``extra_info`` at the end of a run."""
+    results = list(results)
+    ratio = speedups(results, baseline)
+    return {
+        (r.workload, r.implementation): {
+            "rois_per_s": r.rois_per_s,
+            "bytes_per_s": r.bytes_per_s,
+            "fraction_of_copy": r.fraction_of_copy,
+            f"speedup_over_{baseline}": ratio[(r.workload, r.implementation)],
+        }
+        for r in results
+    }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table."""
+
+    workload: str
+    implementation: str
+    median_ms: float
+    rounds: int
+    rois_per_s: float
+    gb_per_s: float
+    fraction_of_copy: float
+    speedup: Optional[float]
+
+
+def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Row]:
+    """Workload x implementation rows, in run order."""
+    results = list(results)
+    ratio = speedups(results, baseline)
+    return [
+        Row(
+            r.workload,
+            r.implementation,
+            r.median_s * 1e3,
+            r.rounds,
+            r.rois_per_s,
+            r.bytes_per_s / 1e9,
+            r.fraction_of_copy,
+            ratio[(r.workload, r.implementation)],
+        )
+        for r in results
+    ]
+
+
+HEADER = ("workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "of copy", f"speedup vs {BASELINE}")
+
+
+def row_cells(row: Row) -> Tuple[str, ...]:
+    speedup = "-" if row.speedup is None else f"{row.speedup:.2f}x"
+    return (
+        row.workload,
+        row.implementation,
+        f"{row.median_ms:.2f}",
+        str(row.rounds),
+        f"{row.rois_per_s:,.0f}",
+        f"{row.gb_per_s:.2f}",
+        f"{row.fraction_of_copy:.0%}",
+        speedup,
+    )
+
+
+def text_table(header: Tuple[str, ...], lines: List[Tuple[str, ...]]) -> str:
+    """A plain fixed-width table."""
+    widths = [max(len(c) for c in column) for column in zip(header, *lines)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
+
+
+def markdown_table(header: Tuple[str, ...], lines: List[Tuple[str, ...]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+JIT_HEADER = ("measurement", "numba cache", "import impl s", "first forward s", "first backward s")
+
+
+def jit_cells(info: Mapping) -> Tuple[str, ...]:
+    return (
+        info["workload"],
+        info["cache"],
+        f"{info['import_s']:.2f}",
+        f"{info['first_forward_s']:.2f}",
+        f"{info['first_backward_s']:.2f}",
+    )
+
+
+def load_records(path: Path) -> Tuple[List[Dict], Dict]:
+    """A pytest-benchmark JSON file -> (benchmark records, the whole document)."""
+    document = json.loads(Path(path).read_text())
+    return document.get("benchmarks", []), document
+
+
+def row_dicts(rows: Iterable[Row]) -> List[Dict]:
+    return [asdict(r) for r in rows]

@@ -1,0 +1,59 @@
+"""First-call cost of our kernels: ``import impl`` and the Numba JIT compile.
+
+``python -m benchmarks.jit`` runs in a child process and prints JSON
+``{"import_s", "first_forward_s", "first_backward_s"}`` for one tiny
+forward+backward. :func:`measure` starts that child with ``NUMBA_CACHE_DIR``
+pointing at a given folder: empty means a cold compile, populated means the
+warm on-disk cache.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def first_call() -> Dict[str, float]:
+    """Seconds of one tiny forward and its backward through ``impl.roi_align`` (compiles on first use)."""
+    import torch
+
+    import impl
+
+    features = torch.rand(1, 4, 8, 8, requires_grad=True)
+    boxes = torch.tensor([[0.0, 1.0, 1.0, 6.0, 6.0]])
+    start = time.perf_counter()
+    out = impl.roi_align(features, boxes, 2, 1.0, 2, False)
+    forward_s = time.perf_counter() - start
+    start = time.perf_counter()
+    torch.autograd.grad(out.sum(), features)
+    return {"first_forward_s": forward_s, "first_backward_s": time.perf_counter() - start}
+
+
+def measure(cache_dir: Path) -> Dict[str, float]:
+    """Run :func:`main` in a fresh interpreter with Numba's cache in ``cache_dir``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DISABLE_JIT="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.jit"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmarks.jit child failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    start = time.perf_counter()
+    import impl  # noqa: F401  (the import is what is timed)
+
+    figures = {"import_s": time.perf_counter() - start}
+    figures.update(first_call())
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

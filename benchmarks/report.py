@@ -1,0 +1,200 @@
+"""Benchmark report: the summary as Markdown and JSON, and PNG plots.
+
+    python -m benchmarks.report --run            # run every benchmark (~10 min on 2 cores), save, report
+    python -m benchmarks.report                  # report the latest saved run
+    python -m benchmarks.report --results F.json --out DIR
+
+Writes into ``--out`` (default ``report/``): ``summary.md``, ``summary.json``,
+``results.json`` (with ``--run``), ``throughput_vs_rois.png`` (the RoI-count
+sweep, RoIs/s per implementation), ``speedup.png`` (speedup over torchvision
+CPU per workload) and ``history.png`` (our speedup per workload across the
+runs saved under ``.benchmarks/``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+
+from benchmarks import figures  # noqa: E402
+from benchmarks.gate import ROOT, STORAGE, latest_saved_run  # noqa: E402
+
+OURS = "numba"
+MODEL_NOTE = (
+    "Effective bandwidth = modelled bytes / median time; the model (benchmarks/bandwidth.py) counts, per RoI, "
+    "the feature pixels its samples can touch plus the output written (and for -fwdbwd the gradient traffic). "
+    "'of copy' compares it with a torch copy of the same number of bytes on this machine."
+)
+
+
+def run_benchmarks(results: Path, quick: bool, pytest_args: Sequence[str]) -> int:
+    """Every benchmark into ``results``; saved under ``.benchmarks/`` too unless ``quick``."""
+    command = [
+        sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q",
+        f"--benchmark-json={results}",
+        *(["--quick"] if quick else ["--benchmark-autosave"]),
+        *pytest_args,
+    ]
+    print("+ " + " ".join(command), flush=True)
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def _run_label(document: Dict) -> str:
+    commit = (document.get("commit_info") or {}).get("id") or "no-commit"
+    dirty = "+dirty" if (document.get("commit_info") or {}).get("dirty") else ""
+    return f"{commit[:8]}{dirty} {document.get('datetime', '')[:19]}"
+
+
+def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figures.Row]:
+    rows = figures.summary_rows(figures.throughput_results(records))
+    jit = figures.jit_records(records)
+    machine = document.get("machine_info") or {}
+    cpu = (machine.get("cpu") or {}).get("brand_raw", "unknown CPU")
+    lines = [
+        "# RoIAlign benchmark report",
+        "",
+        f"Run {_run_label(document)} on {machine.get('node', '?')}: {cpu}, "
+        f"Python {machine.get('python_version', '?')}.",
+        "",
+        "## Throughput (median; speedup over torchvision CPU measured in the same run)",
+        "",
+        figures.markdown_table(figures.HEADER, [figures.row_cells(r) for r in rows]),
+        "",
+        MODEL_NOTE,
+        "",
+        "## First call (fresh process: import, then Numba JIT compile or cache load)",
+        "",
+        figures.markdown_table(figures.JIT_HEADER, [figures.jit_cells(j) for j in jit]),
+        "",
+        "## Plots",
+        "",
+        "![throughput vs RoIs](throughput_vs_rois.png)",
+        "![speedup](speedup.png)",
+        "![history](history.png)",
+        "",
+    ]
+    (out / "summary.md").write_text("\n".join(lines))
+    summary = {
+        "run": _run_label(document),
+        "machine_info": machine,
+        "commit_info": document.get("commit_info"),
+        "throughput": figures.row_dicts(rows),
+        "first_call": jit,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return rows
+
+
+def plot_throughput_vs_rois(out: Path, records: List[Dict]) -> None:
+    points = [r for r in figures.throughput_results(records) if r.sweep == "rois"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(r.implementation for r in points):
+        mine = sorted((r.rois, r.rois_per_s) for r in points if r.implementation == name)
+        ax.plot([x for x, _ in mine], [y for _, y in mine], marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="RoIs per call", ylabel="RoIs/s (median)",
+           title="box head on P2, forward: throughput vs number of RoIs")
+    ax.grid(True, which="both", alpha=0.3)
+    if points:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "throughput_vs_rois.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_speedup(out: Path, rows: List[figures.Row]) -> None:
+    shown = [r for r in rows if r.implementation != figures.BASELINE and r.speedup is not None]
+    workloads = list(dict.fromkeys(r.workload for r in shown))
+    names = list(dict.fromkeys(r.implementation for r in shown))
+    height = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(workloads) * max(len(names), 1) ** 0.5 + 1.5))
+    for i, name in enumerate(names):
+        value = {r.workload: r.speedup for r in shown if r.implementation == name}
+        ys = [w_index + i * height for w_index, w in enumerate(workloads) if w in value]
+        ax.barh(ys, [value[w] for w in workloads if w in value], height=height, label=name)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(workloads))], workloads, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xscale="log", xlabel=f"speedup over {figures.BASELINE} (same run; >1 is faster)", title="speedup per workload")
+    if names:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "speedup.png", dpi=110)
+    plt.close(fig)
+
+
+def saved_runs(storage: Path = STORAGE) -> List[Dict]:
+    """Every saved run's document, oldest first (pytest-benchmark numbers them)."""
+    return [json.loads(p.read_text()) for p in sorted(storage.glob("*/*.json"), key=lambda p: p.name)]
+
+
+def plot_history(out: Path, documents: List[Dict], implementation: str = OURS) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    series: Dict[str, List] = {}
+    labels = []
+    for index, document in enumerate(documents):
+        labels.append(f"{index + 1}\n{_run_label(document)[:8]}")
+        results = figures.throughput_results(document.get("benchmarks", []))
+        for (workload, name), speedup in figures.speedups(results).items():
+            if name == implementation and speedup is not None and not workload.startswith("sweep-"):
+                series.setdefault(workload, []).append((index, speedup))
+    for workload, points in series.items():
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=workload)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set(ylabel=f"{implementation} speedup over {figures.BASELINE}", xlabel="saved run (commit)",
+           title=f"history of saved runs ({len(documents)})")
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "history.png", dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: Path, out: Path, storage: Path = STORAGE) -> List[figures.Row]:
+    """All report files for the run in ``results``; history from ``storage``."""
+    out.mkdir(parents=True, exist_ok=True)
+    records, document = figures.load_records(results)
+    rows = write_summary(out, records, document)
+    plot_throughput_vs_rois(out, records)
+    plot_speedup(out, rows)
+    plot_history(out, saved_runs(storage))
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="store_true", help="run every benchmark first (and save the run)")
+    parser.add_argument("--quick", action="store_true", help="with --run: toy sizes, not saved (CI smoke run)")
+    parser.add_argument("--results", type=Path, help="pytest-benchmark JSON (default: latest saved run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "report", help="report folder (default report/)")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --run (after --)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.run:
+        args.out.mkdir(parents=True, exist_ok=True)
+        args.results = args.out / "results.json"
+        status = run_benchmarks(args.results, args.quick, args.pytest_args)
+        if status != 0:
+            print(f"benchmark run failed (pytest exit {status})", file=sys.stderr)
+            return 1
+    path = args.results or latest_saved_run()
+    if path is None or not Path(path).exists():
+        print(f"no benchmark results ({path or STORAGE / '*/*.json'} not found); use --run", file=sys.stderr)
+        return 2
+    rows = write_report(Path(path), args.out)
+    print(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))
+    print(f"report written to {args.out}/ in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""What is timed: one zero-argument call per (workload, implementation).
+
+Inputs are moved to the implementation's device and every module is built
+before the call is made, so the timed region holds only the RoIAlign /
+pooler / extractor work (and, for ``-fwdbwd``, the gradient w.r.t. the
+features), plus ``torch.cuda.synchronize()`` on a GPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numba
+import torch
+import torchvision
+from torch import Tensor
+
+import impl
+from benchmarks.workloads import Inputs, Workload
+from reference import registry
+from reference.pooler import TorchvisionPooler
+
+# Registry entries never timed, with the reason.
+NOT_TIMED = {"reference": "the float64 reference is a definition, too slow to time"}
+# Registry entries whose device-native kernel differs from their CPU-tensor adapter.
+DEVICE_NATIVE = {"torchvision-cuda": torchvision.ops.roi_align}
+REPRESENTATION_SIZE = 1024  # FPN2MLPFeatureExtractor's fc6/fc7 width
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An implementation as timed: ``roi_align`` takes tensors already on ``device``."""
+
+    name: str
+    roi_align: Callable
+    device: str = "cpu"
+    unavailable: Optional[str] = None
+    differentiable: bool = True  # False: forward-only (the ONNX runtimes)
+
+    @property
+    def is_torchvision(self) -> bool:
+        return self.name.startswith("torchvision")
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def candidates(targets: Sequence[str] = (), target_device: str = "cpu") -> List[Candidate]:
+    """The registry's entries (less :data:`NOT_TIMED`) and one per ``MODULE:ATTR`` target."""
+    found = [
+        Candidate(e.name, DEVICE_NATIVE.get(e.name, e.roi_align), e.device, e.unavailable, e.differentiable)
+        for e in registry.builtin()
+        if e.name not in NOT_TIMED
+    ]
+    for spec in targets:
+        entry = registry.target(spec, target_device)
+        # The registry's device wrapper copies per call; time the target on device-resident inputs.
+        native = registry.load_object(spec)
+        found.append(Candidate(entry.name, native, target_device, entry.unavailable))
+    return found
+
+
+def pooler_class(roi_align: Callable) -> type:
+    """``impl.Pooler`` with its per-level RoIAlign swapped for ``roi_align``."""
+    return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(roi_align)})
+
+
+def levels_of(workload: Workload, inputs: Inputs) -> Tensor:
+    """0-based pyramid level of each RoI, as ``impl.Pooler`` assigns them (all 0 for one map)."""
+    if workload.op == "roi_align":
+        return torch.zeros(inputs.rois.shape[0], dtype=torch.int64)
+    return _our_pooler(workload).levels(inputs.rois)
+
+
+def _our_pooler(workload: Workload, roi_align: Callable = impl.roi_align) -> impl.Pooler:
+    return pooler_class(roi_align)(workload.output_size, workload.scales, workload.sampling_ratio, workload.aligned)
+
+
+def _forward(workload: Workload, candidate: Candidate) -> Callable:
+    """``(features, rois) -> output`` for the workload's op, built outside the timed region."""
+    w = workload
+    if w.op == "roi_align":
+        fn = candidate.roi_align
+        return lambda features, rois: fn(features[0], rois, w.output_size, w.scales[0], w.sampling_ratio, w.aligned)
+    if w.op == "pooler":
+        return _our_pooler(w, candidate.roi_align)
+    if w.op == "extractor":
+        if candidate.is_torchvision:
+            pooler = TorchvisionPooler(w.output_size, w.sampling_ratio, scales=w.scales)
+        else:
+            pooler = _our_pooler(w, candidate.roi_align)
+        torch.manual_seed(0)  # the same fc weights for every candidate
+        extractor = impl.FPN2MLPFeatureExtractor(pooler, w.channels, w.output_size, REPRESENTATION_SIZE)
+        return extractor.to(candidate.device)
+    raise ValueError(f"unknown workload op {w.op!r}")
+
+
+def output_shape(workload: Workload, num_rois: int) -> Tuple[int, ...]:
+    """Shape of one call's output for ``num_rois`` RoIs."""
+    if workload.op == "extractor":
+        return (num_rois, REPRESENTATION_SIZE)
+    return (num_rois, workload.channels, workload.output_size, workload.output_size)
+
+
+class TimedCall:
+    """Forward (and backward) of ``workload`` with ``candidate``, everything built up front.
+
+    ``call()`` is what is timed; ``call.first(count)`` runs the same on the
+    first ``count`` RoIs only (an untimed warm-up).
+    """
+
+    def __init__(self, workload: Workload, candidate: Candidate, inputs: Inputs):
+        device = candidate.device
+        self.backward = workload.backward
+        self.features = [f.to(device) for f in inputs.features]
+        if self.backward:
+            self.features = [f.detach().requires_grad_() for f in self.features]
+        self.rois = inputs.rois.to(device)
+        self.grad_output = torch.randn(output_shape(workload, self.rois.shape[0]), device=device)
+        self.forward = _forward(workload, candidate)
+        self.synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def __call__(self) -> None:
+        self._run(self.rois, self.grad_output)
+
+    def first(self, count: int) -> None:
+        self._run(self.rois[:count], self.grad_output[:count])
+
+    def _run(self, rois: Tensor, grad_output: Tensor) -> None:
+        output = self.forward(self.features, rois)
+        if self.backward:
+            # autograd.grad, not .backward(): no .grad accumulation across rounds.
+            torch.autograd.grad(output, self.features, grad_output, allow_unused=True)
+        self.synchronize()
+
+
+def seconds_of(call: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def rounds_for(seconds_per_call: float, budget_s: float, min_rounds: int, max_rounds: int) -> int:
+    """Rounds that fit ``budget_s``, at least ``min_rounds`` and at most ``max_rounds``."""
+    fit = math.floor(budget_s / max(seconds_per_call, 1e-9))
+    return max(min_rounds, min(max_rounds, fit))
+
+
+@contextlib.contextmanager
+def thread_count(threads: Optional[int]) -> Iterator[None]:
+    """Run torch and Numba on ``threads`` threads (``None``: leave as is), then restore."""
+    if threads is None:
+        yield
+        return
+    saved = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        numba.set_num_threads(saved[1])
+
+
+def max_threads() -> int:
+    """The most threads Numba may use in this process (``NUMBA_NUM_THREADS``)."""
+    return numba.config.NUMBA_NUM_THREADS

@@ -1,0 +1,25 @@
+"""Cold and warm-cache first call of our kernels, each in a fresh process.
+
+Reported apart from the throughput workloads (their JIT is warmed up before
+timing). The pytest-benchmark time is the whole child process (interpreter
+start, torch import); ``extra_info`` holds the child's own split.
+"""
+from __future__ import annotations
+
+from benchmarks import figures, jit
+
+
+def _first_call_benchmark(benchmark, record, cache_dir, cache: str, name: str) -> None:
+    benchmark.group = "jit-first-call"
+    found = benchmark.pedantic(jit.measure, args=(cache_dir,), rounds=1, iterations=1)
+    benchmark.extra_info.update(kind=figures.JIT, workload=name, cache=cache, **found)
+    record(benchmark)
+
+
+def test_cold_first_call(benchmark, record, tmp_path):
+    _first_call_benchmark(benchmark, record, tmp_path, "empty", "jit-cold")
+
+
+def test_warm_cache_first_call(benchmark, record, tmp_path):
+    jit.measure(tmp_path)  # populates the cache
+    _first_call_benchmark(benchmark, record, tmp_path, "populated", "jit-warm-cache")

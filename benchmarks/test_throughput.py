@@ -1,0 +1,77 @@
+"""Every workload x implementation, side by side in one pytest-benchmark group per workload.
+
+Inputs are built and moved to the device, and modules constructed, outside
+the timed region; Numba is compiled before anything is timed. An untimed
+warm-up (:func:`warm_up`) sizes the number of rounds to the time budget.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from benchmarks import bandwidth, figures
+from benchmarks.runners import TimedCall, levels_of, max_threads, rounds_for, seconds_of, thread_count
+from benchmarks.workloads import build_inputs
+
+PROBE_FRACTION = 16
+
+
+@functools.lru_cache(maxsize=1)
+def _inputs_and_bytes(workload):
+    # Cases of one workload run back to back: keep only the current one's inputs.
+    inputs = build_inputs(workload)
+    return inputs, bandwidth.bytes_moved(workload, inputs, levels_of(workload, inputs))
+
+
+def warm_up(call: TimedCall, num_rois: int, budget_s: float) -> float:
+    """Untimed warm-up; returns the expected seconds of one full call.
+
+    A call on 1/``PROBE_FRACTION`` of the RoIs warms caches, allocator and runtime sessions
+    and estimates the full call; a case expected to be cheap then also runs
+    one full call, whose time replaces the estimate. A slow case (seconds per
+    call) is thus never run in full outside its timed round.
+    """
+    part = max(num_rois // PROBE_FRACTION, 1)
+    estimate = seconds_of(lambda: call.first(part)) * num_rois / part
+    if estimate < budget_s:
+        estimate = seconds_of(call)
+    return estimate
+
+
+def test_throughput(benchmark, case, timing_plan, record, jit_warm):
+    workload, candidate = case
+    if candidate.unavailable:
+        pytest.skip(f"{candidate.name}: {candidate.unavailable}")
+    if workload.backward and not candidate.differentiable:
+        pytest.skip(f"{candidate.name} is forward-only")
+    if workload.threads is not None and workload.threads > max_threads():
+        pytest.skip(f"{workload.threads} threads asked, NUMBA_NUM_THREADS is {max_threads()}")
+    inputs, nbytes = _inputs_and_bytes(workload)
+    benchmark.group = workload.name
+    budget_s, min_rounds, max_rounds = timing_plan
+    with thread_count(workload.threads):
+        call = TimedCall(workload, candidate, inputs)
+        seconds_per_call = warm_up(call, workload.num_rois, budget_s)
+        rounds = rounds_for(seconds_per_call, budget_s, min_rounds, max_rounds)
+        benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
+        copy_bytes_per_s = bandwidth.copy_bandwidth(nbytes, workload.threads or 0)
+    benchmark.extra_info.update(
+        kind=figures.THROUGHPUT,
+        workload=workload.name,
+        implementation=candidate.name,
+        device=candidate.device,
+        op=workload.op,
+        direction=workload.direction,
+        rois=workload.num_rois,
+        channels=workload.channels,
+        output_size=workload.output_size,
+        threads=workload.threads,
+        channels_last=workload.channels_last,
+        sweep=workload.sweep,
+        value=workload.value,
+        bytes=nbytes,
+        copy_bytes_per_s=copy_bytes_per_s,
+        estimated_call_s=seconds_per_call,
+    )
+    record(benchmark)

@@ -1,0 +1,168 @@
+"""The named benchmark workloads and their inputs.
+
+Every workload is one pytest-benchmark group; its name ends in ``-fwd``
+(forward) or ``-fwdbwd`` (forward then the gradient w.r.t. the features).
+Shapes are Mask R-CNN's on 800x1216 images: FPN levels P2..P5 (strides
+4..32, maps 200x304 .. 25x38), C4 at stride 16. Boxes are in image pixels,
+float32 features, ``aligned=False`` (maskrcnn_benchmark's convention).
+
+``ROIALIGN_BENCH_QUICK=1`` (or ``--quick``) shrinks every workload to a toy
+size with :meth:`Workload.quick`, so CI can run the whole pipeline in
+seconds; those timings mean nothing.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from impl.inputs import rois_from_boxes
+
+IMAGE_SIZE = (800, 1216)  # (h, w) in pixels, every map size divides exactly
+FPN_STRIDES = (4, 8, 16, 32)  # P2..P5
+C4_STRIDE = 16
+# sqrt(area) of proposals, log-uniform, at an 800-pixel image height: 32 to 800
+# sends ~39% / 22% / 22% / 18% of the boxes to P2 / P3 / P4 / P5 under the
+# LevelMapper (thresholds 112, 224, 448), so every level is used.
+BOX_SIDE_RANGE = (32.0, 800.0)
+ASPECT_RANGE = (0.5, 2.0)  # width / height, log-uniform
+QUICK_IMAGE_SIZE = (64, 96)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One timed configuration.
+
+    ``op`` is ``"roi_align"`` (one call on ``strides[0]``'s map),
+    ``"pooler"`` (the multi-level ``impl.Pooler``) or ``"extractor"``
+    (``impl.FPN2MLPFeatureExtractor``). ``sweep``/``value`` place a sweep
+    point on its axis (for the plots); ``threads=None`` keeps the defaults.
+    """
+
+    name: str
+    op: str
+    strides: Tuple[int, ...]
+    channels: int
+    rois_per_image: int
+    output_size: int
+    sampling_ratio: int
+    backward: bool = False
+    images: int = 2
+    image_size: Tuple[int, int] = IMAGE_SIZE
+    aligned: bool = False
+    threads: Optional[int] = None
+    channels_last: bool = False
+    sweep: Optional[str] = None
+    value: object = None
+
+    @property
+    def num_rois(self) -> int:
+        return self.images * self.rois_per_image
+
+    @property
+    def scales(self) -> Tuple[float, ...]:
+        return tuple(1.0 / s for s in self.strides)
+
+    @property
+    def direction(self) -> str:
+        return "fwdbwd" if self.backward else "fwd"
+
+    def feature_shapes(self) -> List[Tuple[int, int, int, int]]:
+        """``[N, C, H, W]`` of each level, finest first."""
+        h, w = self.image_size
+        return [(self.images, self.channels, h // s, w // s) for s in self.strides]
+
+    def quick(self) -> "Workload":
+        """The same workload at toy size (CI smoke run: checks function, not speed)."""
+        return replace(
+            self,
+            image_size=QUICK_IMAGE_SIZE,
+            channels=max(self.channels // 32, 2),
+            rois_per_image=max(self.rois_per_image // 64, 2),
+        )
+
+
+@dataclass
+class Inputs:
+    """A workload's tensors: built once, outside the timed region."""
+
+    features: List[Tensor]  # one [N, C, H, W] float32 map per level, finest first
+    boxes: List[Tensor]  # per image Tensor[L, 4], (x1, y1, x2, y2) image pixels
+    rois: Tensor  # Tensor[K, 5], (batch_index, x1, y1, x2, y2)
+
+
+def _both_directions(name: str, **fields) -> List[Workload]:
+    return [Workload(f"{name}-{d}", backward=(d == "fwdbwd"), **fields) for d in ("fwd", "fwdbwd")]
+
+
+def _sweep_point(axis: str, value, **changes) -> Workload:
+    fields = dict(op="roi_align", strides=FPN_STRIDES[:1], channels=256, rois_per_image=256, output_size=7, sampling_ratio=2)
+    fields.update(changes)
+    return Workload(f"sweep-{axis}-{value}-fwd", sweep=axis, value=value, **fields)
+
+
+def all_workloads() -> List[Workload]:
+    """Every workload, in run order (the heavy Mask R-CNN heads first, then the sweeps)."""
+    fpn = dict(strides=FPN_STRIDES, channels=256, rois_per_image=512, sampling_ratio=2)
+    finest = dict(fpn, strides=FPN_STRIDES[:1])
+    return [
+        *_both_directions("box-head-fpn-pooler", op="pooler", output_size=7, **fpn),
+        *_both_directions("box-head-p2", op="roi_align", output_size=7, **finest),
+        *_both_directions("mask-head-fpn-pooler", op="pooler", output_size=14, **fpn),
+        *_both_directions("mask-head-p2", op="roi_align", output_size=14, **finest),
+        # C4 trains on one image per GPU: one 800x1216 image, 512 RoIs.
+        *_both_directions(
+            "c4-head", op="roi_align", strides=(C4_STRIDE,), channels=1024, images=1, rois_per_image=512,
+            output_size=14, sampling_ratio=0,
+        ),
+        Workload("fpn2mlp-extractor-fwd", op="extractor", output_size=7, **fpn),
+        *[_sweep_point("rois", n, rois_per_image=n // 2) for n in (64, 256, 1024, 4096)],
+        *[_sweep_point("channels", c, channels=c) for c in (64, 256)],
+        *[_sweep_point("output", s, output_size=s) for s in (7, 14)],
+        *[_sweep_point("threads", t, threads=t) for t in (1, 2)],
+        *[_sweep_point("layout", layout, channels_last=(layout == "channels_last")) for layout in ("contiguous", "channels_last")],
+    ]
+
+
+def realistic_boxes(count: int, image_size: Tuple[int, int], generator: torch.Generator) -> Tensor:
+    """``count`` proposal-like boxes ``Tensor[count, 4]`` inside an ``(h, w)`` image.
+
+    ``sqrt(area)`` is log-uniform over :data:`BOX_SIDE_RANGE` (scaled to the
+    image height), aspect ratio log-uniform over :data:`ASPECT_RANGE`, centres
+    uniform; boxes are clipped to the image, as proposals are.
+    """
+    h, w = image_size
+    low, high = (side * h / IMAGE_SIZE[0] for side in BOX_SIDE_RANGE)
+    side = torch.exp(_uniform(count, math.log(low), math.log(high), generator))
+    aspect = torch.exp(_uniform(count, math.log(ASPECT_RANGE[0]), math.log(ASPECT_RANGE[1]), generator))
+    box_w, box_h = side * aspect.sqrt(), side / aspect.sqrt()
+    cx, cy = _uniform(count, 0.0, w, generator), _uniform(count, 0.0, h, generator)
+    boxes = torch.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], dim=1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    return boxes
+
+
+def _uniform(count: int, low: float, high: float, generator: torch.Generator) -> Tensor:
+    return torch.rand(count, generator=generator, dtype=torch.float64).mul(high - low).add(low).float()
+
+
+@functools.lru_cache(maxsize=6)
+def feature_map(shape: Tuple[int, int, int, int], channels_last: bool, seed: int = 0) -> Tensor:
+    """A standard-normal float32 map, the same tensor for every workload of that shape (read-only)."""
+    # hash() of a tuple of ints is the same in every run.
+    generator = torch.Generator().manual_seed(seed + hash(shape) % (1 << 31))
+    features = torch.randn(shape, generator=generator)
+    return features.contiguous(memory_format=torch.channels_last) if channels_last else features
+
+
+def build_inputs(workload: Workload, seed: int = 0) -> Inputs:
+    """Features (standard normal) and boxes of ``workload``, deterministic in ``seed``."""
+    features = [feature_map(shape, workload.channels_last, seed) for shape in workload.feature_shapes()]
+    generator = torch.Generator().manual_seed(seed)
+    boxes = [realistic_boxes(workload.rois_per_image, workload.image_size, generator) for _ in range(workload.images)]
+    return Inputs(features, boxes, rois_from_boxes(boxes, features[0]))
