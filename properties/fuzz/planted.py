@@ -1,0 +1,41 @@
+"""A deliberately broken RoIAlign, to show the fuzzer finding an edge-case bug.
+
+``roi_align`` is our kernel (``impl.roi_align``) except that every output bin
+with a sample lying exactly on the last feature row (``y == H - 1`` in
+feature pixels, the reference's float64 sample coordinates) comes out 0, as
+if a kernel tested ``y >= H - 1`` where it means ``y > H``. Only boxes that
+put a sample on that line show it; everything else is exact. Used by
+``tests/test_fuzz.py``::
+
+    python -m properties.fuzz --roi-align properties.fuzz.planted:roi_align --minutes 2
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+import impl
+from impl.inputs import BoxesArg, output_size_pair, rois_from_boxes
+from reference.roi_align import roi_geometry, sample_points
+
+
+def bins_with_a_sample_on_the_last_row(rois: Tensor, height: int, pooled, spatial_scale: float,
+                                       sampling_ratio: int, aligned: bool) -> Tensor:
+    """``bool[K, 1, ph, pw]``: bins having a sample at exactly ``y == height - 1``."""
+    hit = torch.zeros((rois.shape[0], 1) + tuple(pooled), dtype=torch.bool)
+    for k, roi in enumerate(rois.tolist()):
+        geometry = roi_geometry(roi[1:], pooled, spatial_scale, sampling_ratio, aligned)
+        for ph, pw, y, _ in sample_points(geometry, pooled):
+            if y == height - 1:
+                hit[k, 0, ph, pw] = True
+    return hit
+
+
+def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+              aligned: bool = False) -> Tensor:
+    """``impl.roi_align`` with the planted bug (see the module docstring)."""
+    out = impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+    rois = rois_from_boxes(boxes, input)
+    hit = bins_with_a_sample_on_the_last_row(rois, input.shape[2], output_size_pair(output_size), spatial_scale,
+                                             sampling_ratio, aligned)
+    return out.masked_fill(hit, 0.0)
