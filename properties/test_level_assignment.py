@@ -231,3 +231,27 @@ def test_float32_and_float64_agree_outside_threshold_band(dialect, data):
         if a != b:
             value = ref_levels.level_value(row, s0, k0, dialect=dialect)
             assert ref_levels.near_threshold(value, k_min, k_max, band), (row, value, a, b)
+
+
+# eps inside the log (maskrcnn_benchmark, detectron2) lifts sizes just below a threshold:
+# log2(r * (1 - delta) + eps) >= log2(r) iff delta <= eps / r, with r = 2**(n - k0) the
+# threshold ratio, while eps added after the log lifts only delta <= eps * ln2 (to first
+# order). A box with delta = u * eps / r, u in [0.75, 0.95], sits between the two rules.
+EPS_INSIDE_LOG = {"maskrcnn_benchmark": 1e-6, "detectron2": 1e-8}
+
+
+@pytest.mark.parametrize("dialect", sorted(EPS_INSIDE_LOG))
+@given(params=mapper_params(), u=st.floats(0.75, 0.95), corner=st.tuples(eighths, eighths), aspect=st.integers(-1, 1))
+def test_eps_inside_the_log_lifts_sizes_just_below_a_threshold(dialect, params, u, corner, aspect):
+    k_min, k_max, s0, k0 = params
+    assume(k_min < k_max)
+    threshold = k_max  # the top threshold: the level below it is inside the clamp range
+    ratio = 2.0 ** (threshold - k0)
+    side = s0 * ratio * (1.0 - u * EPS_INSIDE_LOG[dialect] / ratio)
+    # Oblong boxes keep the area: sides side * 2**a and side / 2**a (exact scalings).
+    x1, y1 = corner
+    box = (x1, y1, x1 + side * 2.0**aspect - PLUS_ONE[dialect], y1 + side / 2.0**aspect - PLUS_ONE[dialect])
+    expected = ref_levels.level_for_box(box, k_min, k_max, s0, k0, dialect=dialect)
+    assert expected == threshold - k_min, "the drawn box must sit in the eps window (check the strategy)"
+    ours = levels_for_boxes(_tensor([box], "float64"), k_min, k_max, s0, k0, dialect=dialect).tolist()
+    assert ours == [expected], (box, ours, expected)

@@ -1,0 +1,27 @@
+"""The benchmark pipeline runs end to end at toy sizes, so it cannot rot.
+
+This checks that every workload builds, runs and lands in the report; it
+times nothing (speed lives in benchmarks/, as ratios, never in tests).
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmarks_write_the_report(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", "--run", "--quick", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"summary.md", "summary.json"} <= names, names
+    assert any(name.endswith(".png") for name in names), names
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "numba" in json.dumps(summary) and "torchvision-cpu" in json.dumps(summary)
