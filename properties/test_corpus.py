@@ -9,6 +9,7 @@ way (so a fix, or a new way of being wrong, shows up).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -27,7 +28,8 @@ from properties.tolerances import (
 )
 from reference import registry
 
-CORPUS = Path(__file__).parent / "corpus"
+# ROIALIGN_CORPUS replays another folder (tests/test_fuzz.py: a temporary corpus the fuzzer wrote).
+CORPUS = Path(os.environ.get("ROIALIGN_CORPUS") or Path(__file__).parent / "corpus")
 
 # property name -> check(implementation, case, entry); aliases keep other writers' names.
 PROPERTIES = {

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from properties.fuzz.targets import target_discrepancy
 from properties.strategies import DTYPES, INSIDE, RoIAlignCase, roi_align_cases, case_for
 from properties.test_differential import check_backward_matches_reference, grad_output_for, input_gradient
 from properties.tolerances import gamma, unit_roundoff
@@ -39,6 +40,8 @@ def check_adjoint_identity(implementation, case: RoIAlignCase, grad_seed: int) -
     scale = float((magnitude * g.double().abs()).sum())
     terms = 4 * case.num_samples() + out.numel() + features.numel() + 8
     bound = 2 * gamma(terms, unit_roundoff(DTYPES[case.dtype])) * scale
+    target_discrepancy(f"{implementation.name} adjoint", torch.tensor(abs(forward_side - backward_side)),
+                       torch.tensor(bound))
     assert abs(forward_side - backward_side) <= bound, (
         f"<f(x), g> = {forward_side!r} but <x, f^T g> = {backward_side!r}: "
         f"difference {abs(forward_side - backward_side):.3g} > bound {bound:.3g}"

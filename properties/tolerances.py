@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 import reference
+from properties.fuzz.targets import target_discrepancy
 from reference.roi_align import roi_align_backward, sample_points
 
 UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
@@ -222,6 +223,7 @@ def assert_within(actual: Tensor, expected: Tensor, tolerance: Tensor, what: str
         raise AssertionError(f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
     bound = tolerance if allowance is None else tolerance + allowance
     error = (actual.double() - expected).abs()
+    target_discrepancy(what, error, bound)  # steers targeted search (fuzzing) toward the worst cases
     excess = error - bound
     if excess.numel() == 0 or bool((excess <= 0).all()):
         return
