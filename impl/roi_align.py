@@ -1,7 +1,8 @@
 """``impl.roi_align``: the Numba CPU RoIAlign, a drop-in for ``torchvision.ops.roi_align``."""
 from __future__ import annotations
 
-import os
+import threading
+from collections import OrderedDict
 
 import numba
 import numpy as np
@@ -20,6 +21,33 @@ from impl.inputs import (
 )
 
 
+class _Scratch(threading.local):
+    """Per-thread NHWC buffers, reused across calls.
+
+    A fresh 100 MB array costs more in page faults than the transposition
+    that fills it, so the layout conversion and the backward's accumulator
+    reuse buffers. The last ``KEEP`` shapes are kept (one per FPN level).
+    """
+
+    KEEP = 4
+
+    def __init__(self):
+        self.buffers: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+
+    def get(self, shape, dtype) -> np.ndarray:
+        key = (tuple(shape), np.dtype(dtype).str)
+        buffer = self.buffers.pop(key, None)
+        if buffer is None:
+            buffer = np.empty(shape, dtype=dtype)
+        self.buffers[key] = buffer
+        while len(self.buffers) > self.KEEP:
+            self.buffers.popitem(last=False)
+        return buffer
+
+
+_scratch = _Scratch()
+
+
 def _is_channels_last(t: Tensor) -> bool:
     return t.permute(0, 2, 3, 1).is_contiguous()
 
@@ -30,7 +58,7 @@ def _nhwc(t: Tensor) -> np.ndarray:
     if _is_channels_last(t):
         return t.permute(0, 2, 3, 1).numpy()
     n, c, h, w = t.shape
-    out = np.empty((n, h, w, c), dtype=t.numpy().dtype)
+    out = _scratch.get((n, h, w, c), t.numpy().dtype)
     kernels.nchw_to_nhwc(t.numpy(), out)
     return out
 
@@ -70,7 +98,11 @@ class _RoIAlignFunction(torch.autograd.Function):
         (rois,) = ctx.saved_tensors
         shape, dtype, channels_last, spatial_scale, sampling_ratio, aligned = ctx.params
         n, c, h, w = shape
-        grad_nhwc = torch.zeros((n, h, w, c), dtype=dtype)
+        if channels_last:
+            grad_nhwc = torch.zeros((n, h, w, c), dtype=dtype)  # handed back as the gradient
+        else:
+            grad_nhwc = torch.from_numpy(_scratch.get((n, h, w, c), torch.empty(0, dtype=dtype).numpy().dtype))
+            grad_nhwc.zero_()
         if rois.shape[0] > 0:
             threads = _use_torch_threads()
             kernels.roi_align_backward_nhwc(
