@@ -93,12 +93,9 @@ def target(spec: str, device: str = "cpu") -> Implementation:
     unavailable = _cuda_reason() if device.startswith("cuda") else None
     if device == "cpu":
         return Implementation(f"target:{spec}", fn)
-
-    def on_device(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-        moved = boxes.to(device) if hasattr(boxes, "to") else [b.to(device) for b in boxes]
-        return fn(input.to(device), moved, output_size, spatial_scale, sampling_ratio, aligned).to(input.device)
-
-    return Implementation(f"target:{spec}@{device}", on_device, device=device, unavailable=unavailable)
+    return Implementation(
+        f"target:{spec}@{device}", torchvision_ops.run_on(fn, device), device=device, unavailable=unavailable
+    )
 
 
 def by_name() -> Dict[str, Implementation]:

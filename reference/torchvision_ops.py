@@ -17,19 +17,20 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def roi_align_on(device: str):
-    """``torchvision.ops.roi_align`` run on ``device``, taking and returning CPU tensors."""
+def run_on(roi_align, device: str):
+    """``roi_align`` (torchvision's signature) run on ``device``, taking and returning CPU tensors."""
 
-    def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-        if isinstance(boxes, Tensor):
-            moved_boxes = boxes.to(device)
-        else:
-            moved_boxes = [b.to(device) for b in boxes]
-        out = torchvision.ops.roi_align(
-            input.to(device), moved_boxes, output_size, spatial_scale, sampling_ratio, aligned
-        )
+    def on_device(input: Tensor, boxes: BoxesArg, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+        moved_boxes = boxes.to(device) if isinstance(boxes, Tensor) else [b.to(device) for b in boxes]
+        out = roi_align(input.to(device), moved_boxes, output_size, spatial_scale, sampling_ratio, aligned)
         return out.to(input.device)
 
+    return on_device
+
+
+def roi_align_on(device: str):
+    """``torchvision.ops.roi_align`` run on ``device``, taking and returning CPU tensors."""
+    roi_align = run_on(torchvision.ops.roi_align, device)
     roi_align.__name__ = f"torchvision_roi_align_{device}"
     roi_align.__doc__ = f"torchvision.ops.roi_align on {device}, CPU tensors in and out."
     return roi_align
