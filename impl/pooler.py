@@ -24,7 +24,7 @@ from impl.inputs import (
     rois_from_boxes,
 )
 from impl.levels import check_canonical, get_dialect, levels_for_boxes
-from impl.roi_align import roi_align
+from impl.roi_align import multilevel_roi_align, roi_align
 
 
 def pyramid_levels(scales: Sequence[float]) -> Tuple[int, int]:
@@ -154,22 +154,23 @@ class Pooler(nn.Module):
         features = self._checked_features(features)
         rois = rois_from_boxes(boxes, features[0])
         levels = self.levels(rois)
-        pooled = [self._pool_level(level, features[level], rois, levels == level) for level in range(len(features))]
-        result = features[0].new_zeros((rois.shape[0], features[0].shape[1]) + self.output_size)
-        for level, rows in enumerate(pooled):
-            result = result.index_put((torch.nonzero(levels == level).squeeze(1),), rows)
-        return result
-
-    def _pool_level(self, level: int, feature: Tensor, rois: Tensor, in_level: Tensor) -> Tensor:
-        """The one per-level RoIAlign call: rows of ``rois`` where ``in_level``, at this level's scale."""
-        scale = self.scales[level]
         if self.sampling_ratio <= 0:
-            # Checked on all rows (others zeroed) so an error names the caller's row.
-            masked = torch.where(in_level[:, None], rois, torch.zeros_like(rois))
-            check_adaptive_grid(masked, self.output_size, scale, self.sampling_ratio, self.aligned)
-        return self.roi_align(
-            feature, rois[in_level], self.output_size, scale, self.sampling_ratio, self.aligned
-        )
+            for level, scale in enumerate(self.scales):
+                # Checked on all rows (others zeroed) so an error names the caller's row.
+                masked = torch.where((levels == level)[:, None], rois, torch.zeros_like(rois))
+                check_adaptive_grid(masked, self.output_size, scale, self.sampling_ratio, self.aligned)
+        if self.roi_align is roi_align:
+            # Our kernel pools every level in one pass.
+            return multilevel_roi_align(
+                features, rois, levels, self.scales, self.output_size, self.sampling_ratio, self.aligned
+            )
+        result = features[0].new_zeros((rois.shape[0], features[0].shape[1]) + self.output_size)
+        for level, (feature, scale) in enumerate(zip(features, self.scales)):
+            rows = torch.nonzero(levels == level).squeeze(1)
+            result[rows] = self.roi_align(
+                feature, rois[rows], self.output_size, scale, self.sampling_ratio, self.aligned
+            )
+        return result
 
     def _checked_features(self, features: Sequence[Tensor]) -> List[Tensor]:
         if isinstance(features, Tensor) or not isinstance(features, (list, tuple)):

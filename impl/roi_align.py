@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import List, Optional, Sequence
 
 import numba
 import numpy as np
@@ -25,17 +26,20 @@ class _Scratch(threading.local):
     """Per-thread NHWC buffers, reused across calls.
 
     A fresh 100 MB array costs more in page faults than the transposition
-    that fills it, so the layout conversion and the backward's accumulator
-    reuse buffers. The last ``KEEP`` shapes are kept (one per FPN level).
+    that fills it, so the layout conversions and the backward's accumulators
+    reuse buffers. A buffer is keyed by its role (``slot``: a level index or
+    a name) as well as its shape, so two levels of equal shape never share
+    one; the last ``KEEP`` are kept (a four-level pyramid's maps and the
+    output gradient).
     """
 
-    KEEP = 4
+    KEEP = 2 * kernels.MAX_LEVELS
 
     def __init__(self):
         self.buffers: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
-    def get(self, shape, dtype) -> np.ndarray:
-        key = (tuple(shape), np.dtype(dtype).str)
+    def get(self, slot, shape, dtype) -> np.ndarray:
+        key = (slot, tuple(shape), np.dtype(dtype).str)
         buffer = self.buffers.pop(key, None)
         if buffer is None:
             buffer = np.empty(shape, dtype=dtype)
@@ -48,17 +52,31 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
+def _new_tensor(shape, dtype: torch.dtype, zeros: bool = False) -> Tensor:
+    """A fresh CPU tensor from numpy's allocator.
+
+    numpy asks the kernel for transparent huge pages on large arrays, which
+    halves the page-fault cost of the first write (a 124 MB gradient: 57 ms
+    for ``torch.empty`` + fill against 22 ms here, on this machine).
+    """
+    return torch.from_numpy((np.zeros if zeros else np.empty)(shape, _numpy_dtype(dtype)))
+
+
 def _is_channels_last(t: Tensor) -> bool:
     return t.permute(0, 2, 3, 1).is_contiguous()
 
 
-def _nhwc(t: Tensor) -> np.ndarray:
+def _nhwc(t: Tensor, slot) -> np.ndarray:
     """``[N, C, H, W]`` tensor -> C-contiguous ``[N, H, W, C]`` array (no copy if channels_last)."""
     t = t.detach()
     if _is_channels_last(t):
         return t.permute(0, 2, 3, 1).numpy()
     n, c, h, w = t.shape
-    out = _scratch.get((n, h, w, c), t.numpy().dtype)
+    out = _scratch.get(slot, (n, h, w, c), t.numpy().dtype)
     kernels.nchw_to_nhwc(t.numpy(), out)
     return out
 
@@ -70,58 +88,152 @@ def _use_torch_threads() -> int:
     return threads
 
 
-def _channel_block(channels: int, threads: int) -> int:
-    # One block per thread: every block is a full pass over the RoIs, and
-    # more passes cost more memory traffic than they gain in balance.
-    return max(16, -(-channels // threads))
+def _row_bands(threads: int) -> int:
+    # Bands are handed out one at a time (parallel_chunksize 1), so more
+    # bands than threads even out RoIs crowded into part of the pyramid;
+    # each band costs one pass over the RoI list.
+    return 8 * threads
+
+
+def _level_groups(maps: List[Optional[np.ndarray]], scales: Sequence[float], levels: np.ndarray):
+    """The kernel calls for ``maps`` (``None`` where a level is not needed).
+
+    Yields ``(maps4, scales4, group_levels, row_starts)``: each call takes
+    :data:`kernels.MAX_LEVELS` maps; RoIs of other groups get level -1
+    (skipped); unused slots repeat a map of the group and own no rows in
+    ``row_starts`` (each slot's first global pixel row, ``N * H_l`` rows
+    per map, then the total).
+    """
+    width = kernels.MAX_LEVELS
+    for first in range(0, len(maps), width):
+        group = maps[first:first + width]
+        present = [m for m in group if m is not None]
+        if not present:
+            continue
+        row_starts = np.zeros(width + 1, dtype=np.int64)
+        for slot in range(width):
+            m = group[slot] if slot < len(group) else None
+            row_starts[slot + 1] = row_starts[slot] + (0 if m is None else m.shape[0] * m.shape[1])
+        group_scales = np.ones(width)
+        group_scales[: len(group)] = scales[first:first + width]
+        group = [present[0] if m is None else m for m in group]
+        group += [present[0]] * (width - len(group))
+        if len(maps) <= width:
+            group_levels = levels
+        else:
+            inside = (levels >= first) & (levels < first + width)
+            group_levels = np.where(inside, levels - first, -1)
+        yield group, group_scales, group_levels, row_starts
 
 
 class _RoIAlignFunction(torch.autograd.Function):
+    """RoIAlign of every RoI on its own level: ``(rois, levels, params, *features) -> [K, C, h, w]``."""
+
     @staticmethod
-    def forward(ctx, input, rois, pooled, spatial_scale, sampling_ratio, aligned):
-        rois64 = rois.detach().double().contiguous().numpy()
-        n, c, _, _ = input.shape
-        out = torch.empty((rois.shape[0], c) + pooled, dtype=input.dtype)
+    def forward(ctx, rois, levels, params, *features):
+        pooled, scales, sampling_ratio, aligned = params
+        n, c = features[0].shape[:2]
+        out = _new_tensor((rois.shape[0], c) + pooled, features[0].dtype)
+        levels64 = levels.numpy()
+        used = np.bincount(levels64, minlength=len(features)) > 0 if rois.shape[0] else np.zeros(len(features), bool)
         if rois.shape[0] > 0:
             _use_torch_threads()
-            kernels.roi_align_forward_nhwc(
-                _nhwc(input), rois64, spatial_scale, pooled[0], pooled[1], sampling_ratio, aligned, out.numpy()
-            )
-        ctx.save_for_backward(rois)
-        channels_last = _is_channels_last(input)
-        ctx.params = (input.shape, input.dtype, channels_last, spatial_scale, sampling_ratio, aligned)
+            maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
+            rois64 = rois.detach().double().contiguous().numpy()
+            for group, group_scales, group_levels, _ in _level_groups(maps, scales, levels64):
+                kernels.roi_align_forward_nhwc(
+                    *group, group_scales, rois64, group_levels, pooled[0], pooled[1], sampling_ratio, aligned,
+                    out.numpy(),
+                )
+        ctx.save_for_backward(rois, levels)
+        ctx.params = params
+        ctx.layouts = [(f.shape, f.dtype, _is_channels_last(f)) for f in features]
+        ctx.used = used
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        (rois,) = ctx.saved_tensors
-        shape, dtype, channels_last, spatial_scale, sampling_ratio, aligned = ctx.params
-        n, c, h, w = shape
-        if channels_last:
-            grad_nhwc = torch.zeros((n, h, w, c), dtype=dtype)  # handed back as the gradient
-        else:
-            grad_nhwc = torch.from_numpy(_scratch.get((n, h, w, c), torch.empty(0, dtype=dtype).numpy().dtype))
-            grad_nhwc.zero_()
-        if rois.shape[0] > 0:
+        rois, levels = ctx.saved_tensors
+        _, scales, sampling_ratio, aligned = ctx.params
+        wanted = [ctx.needs_input_grad[3 + slot] and ctx.used[slot] for slot in range(len(ctx.layouts))]
+        nhwc = [_zeroed_nhwc_grad(slot, *layout) if want else None for slot, (layout, want) in enumerate(zip(ctx.layouts, wanted))]
+        if any(wanted):
             threads = _use_torch_threads()
-            kernels.roi_align_backward_nhwc(
-                grad_output.detach().permute(0, 2, 3, 1).contiguous().numpy(),
-                rois.detach().double().contiguous().numpy(),
-                spatial_scale,
-                sampling_ratio,
-                aligned,
-                _channel_block(c, threads),
-                grad_nhwc.numpy(),
-            )
-        # Hand back the input's own layout: a channels_last input gets a
-        # channels_last gradient for free; anything else gets a contiguous one.
-        if channels_last:
-            grad = grad_nhwc.permute(0, 3, 1, 2)
-        else:
-            grad = torch.empty(shape, dtype=dtype)
-            kernels.nhwc_to_nchw(grad_nhwc.numpy(), grad.numpy())
-        return grad, None, None, None, None, None
+            k, c, h, w = grad_output.shape
+            grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(grad_output.dtype))
+            kernels.nchw_to_nhwc(grad_output.detach().numpy(), grad_nhwc)
+            levels64 = np.where(np.array(wanted)[levels.numpy()], levels.numpy(), -1)
+            rois64 = rois.detach().double().contiguous().numpy()
+            for group, group_scales, group_levels, row_starts in _level_groups(
+                [None if g is None else g.numpy() for g in nhwc], scales, levels64
+            ):
+                with numba.parallel_chunksize(1):
+                    kernels.roi_align_backward_nhwc(
+                        grad_nhwc, rois64, group_levels, group_scales, row_starts, _row_bands(threads),
+                        *group, sampling_ratio, aligned,
+                    )
+        grads = [
+            _grad_in_layout(g, *layout) if g is not None else _zero_grad(*layout) if needed else None
+            for g, layout, needed in zip(nhwc, ctx.layouts, ctx.needs_input_grad[3:])
+        ]
+        return (None, None, None, *grads)
+
+
+def _zeroed_nhwc_grad(slot, shape, dtype, channels_last) -> Tensor:
+    n, c, h, w = shape
+    if channels_last:
+        return _new_tensor((n, h, w, c), dtype, zeros=True)  # handed back as the gradient
+    grad = torch.from_numpy(_scratch.get(slot, (n, h, w, c), _numpy_dtype(dtype)))
+    return grad.zero_()
+
+
+def _grad_in_layout(grad_nhwc: Tensor, shape, dtype, channels_last) -> Tensor:
+    """The input's own layout: channels_last gets its NHWC buffer for free, anything else a contiguous copy."""
+    if channels_last:
+        return grad_nhwc.permute(0, 3, 1, 2)
+    grad = _new_tensor(shape, dtype)
+    kernels.nhwc_to_nchw(grad_nhwc.numpy(), grad.numpy())
+    return grad
+
+
+def _zero_grad(shape, dtype, channels_last) -> Tensor:
+    if channels_last:
+        n, c, h, w = shape
+        return _new_tensor((n, h, w, c), dtype, zeros=True).permute(0, 3, 1, 2)
+    return _new_tensor(shape, dtype, zeros=True)
+
+
+def multilevel_roi_align(
+    features: Sequence[Tensor],
+    rois: Tensor,
+    levels: Tensor,
+    scales: Sequence[float],
+    output_size,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """RoIAlign of row ``k`` of ``rois`` on ``features[levels[k]]`` at ``scales[levels[k]]``, in one pass.
+
+    The pooler's kernel call: ``features`` are ``[N, C, H_l, W_l]`` CPU maps
+    of one dtype, ``rois`` a checked ``Tensor[K, 5]`` (image pixels),
+    ``levels`` int64 ``[K]`` in ``[0, len(features))``. Returns
+    ``[K, C, h, w]``, differentiable with respect to every level.
+    """
+    if len(scales) != len(features):
+        raise ValueError(f"{len(features)} feature maps but {len(scales)} scales")
+    for i, feature in enumerate(features):
+        if feature.device.type != "cpu":
+            raise ValueError(f"impl.roi_align runs on the CPU; features[{i}] is on {feature.device}")
+    levels = torch.as_tensor(levels)
+    if levels.dtype != torch.int64 or levels.shape != (rois.shape[0],):
+        raise ValueError(f"levels must be int64 of shape ({rois.shape[0]},), got {levels.dtype} {tuple(levels.shape)}")
+    outside = (levels < 0) | (levels >= len(features))
+    if bool(outside.any()):
+        row = int(torch.nonzero(outside)[0])
+        raise ValueError(f"levels[{row}] = {int(levels[row])} is not a level of {len(features)} feature maps")
+    params = (output_size_pair(output_size), tuple(float(s) for s in scales), sampling_ratio, bool(aligned))
+    return _RoIAlignFunction.apply(rois, levels.contiguous(), params, *features)
 
 
 def roi_align(
@@ -156,7 +268,8 @@ def roi_align(
     spatial_scale = check_spatial_scale(spatial_scale)
     sampling_ratio = check_sampling_ratio(sampling_ratio)
     check_adaptive_grid(rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
-    return _RoIAlignFunction.apply(input, rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
+    levels = torch.zeros(rois.shape[0], dtype=torch.int64)
+    return _RoIAlignFunction.apply(rois, levels, (pooled, (spatial_scale,), sampling_ratio, bool(aligned)), input)
 
 
 class RoIAlign(nn.Module):

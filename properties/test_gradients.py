@@ -113,7 +113,8 @@ def test_gradient_mass_equals_grad_output_mass(implementation, case, grad_seed):
     assert bool((error <= bound).all()), f"gradient mass {grad.sum(dim=(2, 3))} != grad_output mass {expected}"
 
 
-# 80 channels: 1 and 2 threads split them into different channel blocks (impl.roi_align._channel_block).
+# 1 and 2 threads cut the map's rows into different bands (impl.roi_align._row_bands), so RoIs
+# straddle different band edges; 80 channels make every scatter a multi-vector loop.
 DETERMINISM_CASES = roi_align_cases(min_boxes=2, min_images=2).map(
     lambda c: overlapping(c).replace(shape=(c.shape[0], 80) + c.shape[2:])
 )

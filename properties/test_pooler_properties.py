@@ -185,6 +185,25 @@ def test_gradients_reach_only_the_levels_used(case):
             assert bool(feature.grad[image].any()) == used, (level, image)
 
 
+@given(case=pooler_cases(dtypes=("float64", "float32")), grad_seed=st.integers(0, 2**16))
+def test_gradient_of_each_level_equals_roi_align_gradient_of_its_boxes(case, grad_seed):
+    # The pooler pools all levels in one kernel pass; each level's gradient must be, bit for bit,
+    # what one roi_align call on that level's boxes gives: the same taps summed in the same order.
+    features = [f.requires_grad_() for f in case.features()]
+    pooler, rois = case.pooler(), case.rois()
+    levels = pooler.levels(rois)
+    gen = torch.Generator().manual_seed(grad_seed)
+    grad_output = torch.randn((rois.shape[0], case.channels, case.output_size, case.output_size),
+                              generator=gen, dtype=torch.float64).to(DTYPES[case.dtype])
+    pooled_grads = torch.autograd.grad(pooler(features, rois), features, grad_output)
+    for level, (feature, pooled_grad) in enumerate(zip(features, pooled_grads)):
+        rows = levels == level
+        alone = impl.roi_align(feature, rois[rows], case.output_size, SCALES[level], case.sampling_ratio,
+                               case.aligned)
+        (expected,) = torch.autograd.grad(alone, feature, grad_output[rows])
+        assert torch.equal(pooled_grad, expected), level
+
+
 # torchvision infers the scales from the image size, which for P5 takes an image >= 2.5 strides (80 px);
 # its precondition is x1 < x2, y1 < y2 (a negative area gives it a NaN level and a row of zeros).
 @given(case=pooler_cases(inside=True, dtypes=("float64",), dialects=("torchvision",), aligned=(False,),

@@ -215,6 +215,33 @@ def test_single_level_pools_everything_there():
     torch.testing.assert_close(out, impl.roi_align(features[0], boxes, 14, 1.0 / 16, 0), rtol=0, atol=0)
 
 
+def test_pyramid_deeper_than_one_kernel_call():
+    # Six levels (P2-P7) take two kernel calls of kernels.MAX_LEVELS maps; each level's rows and
+    # gradient must still be exactly one roi_align call's on that level's boxes.
+    scales = tuple(2.0**-k for k in range(2, 8))
+    gen = torch.Generator().manual_seed(3)
+    image = (256, 256)
+    features = [
+        torch.randn(2, 3, math.ceil(image[0] * s), math.ceil(image[1] * s), dtype=torch.float64, generator=gen)
+        .requires_grad_()
+        for s in scales
+    ]
+    sides = torch.tensor([4.0, 20.0, 40.0, 90.0, 150.0, 300.0, 6.0, 120.0])
+    rois = torch.stack([torch.tensor([i % 2, 2.0, 3.0, 2.0 + side, 3.0 + side]) for i, side in enumerate(sides)])
+    rois = rois.double()
+    pooler = Pooler(2, scales, 2, dialect="torchvision", canonical_scale=32, canonical_level=4)
+    levels = pooler.levels(rois)
+    assert set(levels.tolist()) == set(range(6)), levels
+    grad_output = torch.randn(rois.shape[0], 3, 2, 2, dtype=torch.float64, generator=gen)
+    out = pooler(features, rois)
+    grads = torch.autograd.grad(out, features, grad_output)
+    for level, (feature, scale) in enumerate(zip(features, scales)):
+        rows = levels == level
+        alone = impl.roi_align(feature, rois[rows], 2, scale, 2)
+        assert torch.equal(out[rows], alone), level
+        assert torch.equal(grads[level], torch.autograd.grad(alone, feature, grad_output[rows])[0]), level
+
+
 def test_box_head_configurations():
     fpn = fpn_box_head_pooler()
     assert (fpn.output_size, fpn.scales, fpn.sampling_ratio, fpn.aligned, fpn.dialect.name) == (

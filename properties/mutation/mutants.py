@@ -83,11 +83,13 @@ def _lines(indent: int, *lines: str) -> str:
 
 
 _SCATTERS = (
-    "_scatter(grad_features[b, y0, x0], wy0 * wx0 / count, g, c_lo, c_hi)",
-    "_scatter(grad_features[b, y0, x1], wy0 * wx1 / count, g, c_lo, c_hi)",
-    "_scatter(grad_features[b, y1, x0], wy1 * wx0 / count, g, c_lo, c_hi)",
-    "_scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g, c_lo, c_hi)",
+    "_scatter(grad_features[b, y0, x0], wy0 * wx0 / count, g)",
+    "_scatter(grad_features[b, y0, x1], wy0 * wx1 / count, g)",
+    "_scatter(grad_features[b, y1, x0], wy1 * wx0 / count, g)",
+    "_scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g)",
 )
+# The four scatters as they stand in the backward kernel (two per row test).
+_SCATTER_BLOCK = _lines(28, "if in0:", "    " + _SCATTERS[0], "    " + _SCATTERS[1], "if in1:", "    " + _SCATTERS[2], "    " + _SCATTERS[3])
 
 MUTANTS: List[Mutant] = [
     # --- our kernel: geometry -------------------------------------------------------
@@ -162,19 +164,31 @@ MUTANTS: List[Mutant] = [
         _lines(24, "for c in range(channels - 1):", "    acc[c] +="),
     ),
     Mutant(
-        "kernel-backward-block-end-short", "channel index", "backward channel block ends one channel early",
-        KERNELS, "c_hi = min(c_lo + channel_block, channels)", "c_hi = min(c_lo + channel_block - 1, channels)",
+        "kernel-backward-band-end-short", "gradient accumulation", "backward row band ends one row early (a row per band gets no gradient)",
+        KERNELS, "row_hi = (band + 1) * total_rows // bands", "row_hi = (band + 1) * total_rows // bands - 1",
+    ),
+    Mutant(
+        "kernel-backward-second-row-in-first-band", "gradient accumulation", "backward tests the y1 row against the band with y0",
+        KERNELS, "in1 = row_lo <= first_row + y1 < row_hi", "in1 = row_lo <= first_row + y0 < row_hi",
+    ),
+    Mutant(
+        "kernel-scatter-last-channel-skipped", "channel index", "backward scatter stops one channel short",
+        KERNELS, "for c in range(dst.shape[0]):", "for c in range(dst.shape[0] - 1):",
+    ),
+    Mutant(
+        "kernel-forward-finest-scale", "pooler", "forward pools every level at the finest level's scale",
+        KERNELS, "spatial_scale = scales[level]", "spatial_scale = scales[0]",
     ),
     Mutant(
         "kernel-nhwc-transpose-last-column", "channel index", "NCHW -> NHWC copy never writes the last column",
         KERNELS,
-        _lines(12, "x1 = min(x0 + _TILE, width)", "for c in range(channels):", "    for x in range(x0, x1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
-        _lines(12, "x1 = min(x0 + _TILE, width - 1)", "for c in range(channels):", "    for x in range(x0, x1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
+        _lines(12, "for x in range(width):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
+        _lines(12, "for x in range(width - 1):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
     ),
     # --- our kernel: gradient ----------------------------------------------------------
     Mutant(
         "kernel-backward-no-count", "gradient scaling", "backward forgets the 1 / count of the bin average",
-        KERNELS, _lines(28, *_SCATTERS), _lines(28, *(s.replace(" / count", "") for s in _SCATTERS)),
+        KERNELS, _SCATTER_BLOCK, _SCATTER_BLOCK.replace(" / count", ""),
     ),
     Mutant(
         "kernel-backward-wrong-tap-weight", "gradient scaling", "backward gives tap (y0, x1) the weight of (y1, x1)",
@@ -193,8 +207,8 @@ MUTANTS: List[Mutant] = [
         "front-end-backward-params-swapped", "gradient scaling",
         "backward unpacks (aligned, sampling_ratio) in the wrong order",
         FRONT_END,
-        "shape, dtype, channels_last, spatial_scale, sampling_ratio, aligned = ctx.params",
-        "shape, dtype, channels_last, spatial_scale, aligned, sampling_ratio = ctx.params",
+        "_, scales, sampling_ratio, aligned = ctx.params",
+        "_, scales, aligned, sampling_ratio = ctx.params",
     ),
     # --- the float64 oracle ------------------------------------------------------------
     Mutant(
@@ -297,20 +311,14 @@ MUTANTS: List[Mutant] = [
     ),
     # --- pooler --------------------------------------------------------------------------
     Mutant(
-        "pooler-order-not-restored", "pooler", "pooled rows come out grouped by level, not in input order",
+        "pooler-order-not-restored", "pooler", "the per-level path (a swapped-in roi_align) pools rows grouped by level, not the input's rows",
         POOLER,
-        _lines(
-            8,
-            "result = features[0].new_zeros((rois.shape[0], features[0].shape[1]) + self.output_size)",
-            "for level, rows in enumerate(pooled):",
-            "    result = result.index_put((torch.nonzero(levels == level).squeeze(1),), rows)",
-            "return result",
-        ),
-        "return torch.cat(pooled)",
+        "rows = torch.nonzero(levels == level).squeeze(1)",
+        "rows = torch.arange(int((levels < level).sum()), int((levels <= level).sum()))",
     ),
     Mutant(
         "pooler-scales-reversed", "pooler", "each level pools with the scale of the mirror level (coarsest first)",
-        POOLER, "scale = self.scales[level]", "scale = self.scales[-1 - level]",
+        POOLER, "features, rois, levels, self.scales, self.output_size", "features, rois, levels, self.scales[::-1], self.output_size",
     ),
     Mutant(
         "pooler-k-range-off-by-one", "pooler", "k_min/k_max from frexp's exponent without the -1 (one level too fine)",
