@@ -75,6 +75,22 @@ def bytes_moved(workload: Workload, inputs: Inputs, levels: Sequence[int]) -> in
     return elements * FLOAT32_BYTES
 
 
+def floor_bytes(workload: Workload, inputs: Inputs) -> int:
+    """The floor's traffic: every level's features read once and the output written once.
+
+    Forward+backward adds the output gradient read once and the input
+    gradient written once. No gather can move less, so ``floor_bytes /
+    copy bandwidth`` is the machine's floor for the call, and ``median /
+    floor`` says how far a kernel is from it (the issue's "within 4x").
+    """
+    features = sum(f.numel() for f in inputs.features)
+    output = workload.num_rois * workload.channels * workload.output_size**2
+    elements = features + output
+    if workload.backward:
+        elements += output + features
+    return elements * FLOAT32_BYTES
+
+
 # Copies past this many bytes are measured at this size: far beyond the
 # last-level cache, streaming bandwidth no longer depends on the size, and
 # allocating gigabytes per workload would cost more than the timings.

@@ -30,6 +30,7 @@ class Result:
     copy_bytes_per_s: float
     sweep: Optional[str] = None
     value: object = None
+    floor_bytes: Optional[int] = None  # absent from runs saved before it was recorded
 
     @property
     def rois_per_s(self) -> float:
@@ -42,6 +43,13 @@ class Result:
     @property
     def fraction_of_copy(self) -> float:
         return self.bytes_per_s / self.copy_bytes_per_s
+
+    @property
+    def times_floor(self) -> Optional[float]:
+        """Median over the floor time (``floor_bytes`` at the measured copy bandwidth)."""
+        if not self.floor_bytes:
+            return None
+        return self.median_s * self.copy_bytes_per_s / self.floor_bytes
 
 
 def throughput_results(records: Iterable[Mapping]) -> List[Result]:
@@ -63,6 +71,7 @@ def throughput_results(records: Iterable[Mapping]) -> List[Result]:
                 copy_bytes_per_s=float(info["copy_bytes_per_s"]),
                 sweep=info.get("sweep"),
                 value=info.get("value"),
+                floor_bytes=info.get("floor_bytes"),
             )
         )
     return results
@@ -92,6 +101,7 @@ def derived_info(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tu
             "rois_per_s": r.rois_per_s,
             "bytes_per_s": r.bytes_per_s,
             "fraction_of_copy": r.fraction_of_copy,
+            "times_floor": r.times_floor,
             f"speedup_over_{baseline}": ratio[(r.workload, r.implementation)],
         }
         for r in results
@@ -110,6 +120,7 @@ class Row:
     gb_per_s: float
     fraction_of_copy: float
     speedup: Optional[float]
+    times_floor: Optional[float] = None
 
 
 def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Row]:
@@ -126,12 +137,16 @@ def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Ro
             r.bytes_per_s / 1e9,
             r.fraction_of_copy,
             ratio[(r.workload, r.implementation)],
+            r.times_floor,
         )
         for r in results
     ]
 
 
-HEADER = ("workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "of copy", f"speedup vs {BASELINE}")
+HEADER = (
+    "workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "of copy", "x floor",
+    f"speedup vs {BASELINE}",
+)
 
 
 def row_cells(row: Row) -> Tuple[str, ...]:
@@ -144,6 +159,7 @@ def row_cells(row: Row) -> Tuple[str, ...]:
         f"{row.rois_per_s:,.0f}",
         f"{row.gb_per_s:.2f}",
         f"{row.fraction_of_copy:.0%}",
+        "-" if row.times_floor is None else f"{row.times_floor:.1f}",
         speedup,
     )
 

@@ -32,7 +32,9 @@ OURS = "numba"
 MODEL_NOTE = (
     "Effective bandwidth = modelled bytes / median time; the model (benchmarks/bandwidth.py) counts, per RoI, "
     "the feature pixels its samples can touch plus the output written (and for -fwdbwd the gradient traffic). "
-    "'of copy' compares it with a torch copy of the same number of bytes on this machine."
+    "'of copy' compares it with a torch copy of the same number of bytes on this machine. "
+    "'x floor' = median / floor, the floor being the time to read every level's features once and write the "
+    "output once (for -fwdbwd also read the output gradient and write the input gradient) at that copy bandwidth."
 )
 
 

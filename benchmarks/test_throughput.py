@@ -21,7 +21,7 @@ PROBE_FRACTION = 16
 def _inputs_and_bytes(workload):
     # Cases of one workload run back to back: keep only the current one's inputs.
     inputs = build_inputs(workload)
-    return inputs, bandwidth.bytes_moved(workload, inputs, levels_of(workload, inputs))
+    return inputs, bandwidth.bytes_moved(workload, inputs, levels_of(workload, inputs)), bandwidth.floor_bytes(workload, inputs)
 
 
 def warm_up(call: TimedCall, num_rois: int, budget_s: float) -> float:
@@ -47,7 +47,7 @@ def test_throughput(benchmark, case, timing_plan, record, jit_warm):
         pytest.skip(f"{candidate.name} is forward-only")
     if workload.threads is not None and workload.threads > max_threads():
         pytest.skip(f"{workload.threads} threads asked, NUMBA_NUM_THREADS is {max_threads()}")
-    inputs, nbytes = _inputs_and_bytes(workload)
+    inputs, nbytes, floor_bytes = _inputs_and_bytes(workload)
     benchmark.group = workload.name
     budget_s, min_rounds, max_rounds = timing_plan
     with thread_count(workload.threads):
@@ -71,6 +71,7 @@ def test_throughput(benchmark, case, timing_plan, record, jit_warm):
         sweep=workload.sweep,
         value=workload.value,
         bytes=nbytes,
+        floor_bytes=floor_bytes,
         copy_bytes_per_s=copy_bytes_per_s,
         estimated_call_s=seconds_per_call,
     )

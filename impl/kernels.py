@@ -133,62 +133,87 @@ def _scatter(dst, weight, src):
 
 
 @njit(cache=True, parallel=True)
-def roi_align_backward_nhwc(grad_out, rois, levels, scales, row_starts, bands, grad0, grad1, grad2, grad3, sampling_ratio, aligned):
-    """grad_out [K, pooled_h, pooled_w, C] -> grads [N, H_l, W_l, C] (accumulated into).
+def roi_align_backward_nhwc(
+    grad_out, rois, levels, scales, row_starts, bands, grad0, grad1, grad2, grad3,
+    out0, out1, out2, out3, to_nchw, sampling_ratio, aligned,
+):
+    """grad_out [K, pooled_h, pooled_w, C] -> grads [N, H_l, W_l, C], and NCHW copies where ``to_nchw[l]``.
 
     The pixel rows of all levels, ``(level, b, y)`` at ``row_starts[level] +
-    b * H_l + y``, are split into ``bands`` disjoint bands; each band visits
-    the RoIs in order and adds only into its own rows. So every element is
-    summed in the same order whatever the thread count or band count: the
-    result is race-free and bitwise deterministic. Weights are computed in
-    float64 and rounded once to the gradient's dtype.
+    b * H_l + y``, are split into ``bands`` disjoint bands. Each band zeroes
+    its rows of ``grad_l``, visits the RoIs in order adding only into its own
+    rows, then (where ``to_nchw[l]``) copies those rows into ``out_l``
+    [N, C, H_l, W_l] while they are still in cache. So every element is summed in the same
+    order whatever the thread count or band count: the result is race-free and
+    bitwise deterministic. Weights are computed in float64 and rounded once to
+    the gradient's dtype. Where ``to_nchw[l]`` is false ``out_l`` is not touched.
     """
-    pooled_h = grad_out.shape[1]
-    pooled_w = grad_out.shape[2]
     total_rows = row_starts[MAX_LEVELS]
     for band in prange(bands):
         row_lo = band * total_rows // bands
         row_hi = (band + 1) * total_rows // bands
-        for k in range(rois.shape[0]):
-            level = levels[k]
-            if level < 0:
-                continue
-            grad_features = _level_map(level, grad0, grad1, grad2, grad3)
-            height = grad_features.shape[1]
-            width = grad_features.shape[2]
-            roi = rois[k]
-            b = np.int64(roi[0])
-            first_row = row_starts[level] + b * height
-            if first_row + height <= row_lo or first_row >= row_hi:
-                continue
-            start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
-                roi, scales[level], pooled_h, pooled_w, sampling_ratio, aligned
-            )
-            for ph in range(pooled_h):
-                for iy in range(grid_h):
-                    y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
-                    y0, y1, wy0, wy1 = _axis_taps(y, height)
-                    if wy0 == 0.0 and wy1 == 0.0:
-                        continue
-                    in0 = row_lo <= first_row + y0 < row_hi
-                    in1 = row_lo <= first_row + y1 < row_hi
-                    if not (in0 or in1):
-                        continue
-                    for pw in range(pooled_w):
-                        g = grad_out[k, ph, pw]
-                        for ix in range(grid_w):
-                            x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
-                            x0, x1, wx0, wx1 = _axis_taps(x, width)
-                            if wx0 == 0.0 and wx1 == 0.0:
-                                continue
-                            # One loop per tap: two arrays per loop, so it
-                            # vectorises even where clamped taps coincide.
-                            if in0:
-                                _scatter(grad_features[b, y0, x0], wy0 * wx0 / count, g)
-                                _scatter(grad_features[b, y0, x1], wy0 * wx1 / count, g)
-                            if in1:
-                                _scatter(grad_features[b, y1, x0], wy1 * wx0 / count, g)
-                                _scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g)
+        for slot in range(MAX_LEVELS):
+            grad = _level_map(slot, grad0, grad1, grad2, grad3)
+            for row in range(max(row_lo, row_starts[slot]), min(row_hi, row_starts[slot + 1])):
+                local = row - row_starts[slot]
+                grad[local // grad.shape[1], local % grad.shape[1]] = 0.0
+        _accumulate_band(grad_out, rois, levels, scales, row_starts, row_lo, row_hi,
+                         grad0, grad1, grad2, grad3, sampling_ratio, aligned)
+        for slot in range(MAX_LEVELS):
+            if to_nchw[slot]:
+                grad = _level_map(slot, grad0, grad1, grad2, grad3)
+                out = _level_map(slot, out0, out1, out2, out3)
+                for row in range(max(row_lo, row_starts[slot]), min(row_hi, row_starts[slot + 1])):
+                    local = row - row_starts[slot]
+                    _row_to_nchw(grad, out, local // grad.shape[1], local % grad.shape[1])
+
+
+@njit(cache=True, inline="always")
+def _accumulate_band(grad_out, rois, levels, scales, row_starts, row_lo, row_hi,
+                     grad0, grad1, grad2, grad3, sampling_ratio, aligned):
+    """Every RoI's taps that fall in global rows [row_lo, row_hi), in RoI order."""
+    pooled_h = grad_out.shape[1]
+    pooled_w = grad_out.shape[2]
+    for k in range(rois.shape[0]):
+        level = levels[k]
+        if level < 0:
+            continue
+        grad_features = _level_map(level, grad0, grad1, grad2, grad3)
+        height = grad_features.shape[1]
+        width = grad_features.shape[2]
+        roi = rois[k]
+        b = np.int64(roi[0])
+        first_row = row_starts[level] + b * height
+        if first_row + height <= row_lo or first_row >= row_hi:
+            continue
+        start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
+            roi, scales[level], pooled_h, pooled_w, sampling_ratio, aligned
+        )
+        for ph in range(pooled_h):
+            for iy in range(grid_h):
+                y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
+                y0, y1, wy0, wy1 = _axis_taps(y, height)
+                if wy0 == 0.0 and wy1 == 0.0:
+                    continue
+                in0 = row_lo <= first_row + y0 < row_hi
+                in1 = row_lo <= first_row + y1 < row_hi
+                if not (in0 or in1):
+                    continue
+                for pw in range(pooled_w):
+                    g = grad_out[k, ph, pw]
+                    for ix in range(grid_w):
+                        x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
+                        x0, x1, wx0, wx1 = _axis_taps(x, width)
+                        if wx0 == 0.0 and wx1 == 0.0:
+                            continue
+                        # One loop per tap: two arrays per loop, so it
+                        # vectorises even where clamped taps coincide.
+                        if in0:
+                            _scatter(grad_features[b, y0, x0], wy0 * wx0 / count, g)
+                            _scatter(grad_features[b, y0, x1], wy0 * wx1 / count, g)
+                        if in1:
+                            _scatter(grad_features[b, y1, x0], wy1 * wx0 / count, g)
+                            _scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g)
 
 
 # Channels per block in the layout conversions: each pixel's block is one
@@ -197,29 +222,31 @@ def roi_align_backward_nhwc(grad_out, rois, levels, scales, row_starts, bands, g
 _CHANNEL_BLOCK = 8
 
 
+@njit(cache=True, inline="always")
+def _row_to_nhwc(src, dst, b, y):
+    """dst[b, y, :, :] = src[b, :, y, :] transposed."""
+    channels = src.shape[1]
+    for c0 in range(0, channels, _CHANNEL_BLOCK):
+        c1 = min(c0 + _CHANNEL_BLOCK, channels)
+        for x in range(src.shape[3]):
+            for c in range(c0, c1):
+                dst[b, y, x, c] = src[b, c, y, x]
+
+
+@njit(cache=True, inline="always")
+def _row_to_nchw(src, dst, b, y):
+    """dst[b, :, y, :] = src[b, y, :, :] transposed."""
+    channels = src.shape[3]
+    for c0 in range(0, channels, _CHANNEL_BLOCK):
+        c1 = min(c0 + _CHANNEL_BLOCK, channels)
+        for x in range(src.shape[2]):
+            for c in range(c0, c1):
+                dst[b, c, y, x] = src[b, y, x, c]
+
+
 @njit(cache=True, parallel=True)
 def nchw_to_nhwc(src, dst):
     """dst[n, y, x, c] = src[n, c, y, x]; src may have any strides."""
-    n, channels, height, width = src.shape
+    n, _, height, _ = src.shape
     for row in prange(n * height):
-        b = row // height
-        y = row % height
-        for c0 in range(0, channels, _CHANNEL_BLOCK):
-            c1 = min(c0 + _CHANNEL_BLOCK, channels)
-            for x in range(width):
-                for c in range(c0, c1):
-                    dst[b, y, x, c] = src[b, c, y, x]
-
-
-@njit(cache=True, parallel=True)
-def nhwc_to_nchw(src, dst):
-    """dst[n, c, y, x] = src[n, y, x, c]."""
-    n, height, width, channels = src.shape
-    for row in prange(n * height):
-        b = row // height
-        y = row % height
-        for c0 in range(0, channels, _CHANNEL_BLOCK):
-            c1 = min(c0 + _CHANNEL_BLOCK, channels)
-            for x in range(width):
-                for c in range(c0, c1):
-                    dst[b, c, y, x] = src[b, y, x, c]
+        _row_to_nhwc(src, dst, row // height, row % height)

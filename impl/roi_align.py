@@ -88,42 +88,44 @@ def _use_torch_threads() -> int:
     return threads
 
 
-def _row_bands(threads: int) -> int:
-    # Bands are handed out one at a time (parallel_chunksize 1), so more
-    # bands than threads even out RoIs crowded into part of the pyramid;
-    # each band costs one pass over the RoI list.
-    return 8 * threads
+def _row_bands(threads: int, total_bytes: int) -> int:
+    """How many row bands the backward splits the gradient into.
+
+    A band's rows are zeroed, accumulated into and copied out to NCHW in one
+    go, so a band should fit in cache next to the other threads' (2 MiB
+    each); and bands are handed out one at a time (parallel_chunksize 1), so
+    at least 8 per thread even out RoIs crowded into part of the pyramid.
+    Each band costs one pass over the RoI list.
+    """
+    return max(8 * threads, -(-total_bytes // (2 << 20)))
 
 
-def _level_groups(maps: List[Optional[np.ndarray]], scales: Sequence[float], levels: np.ndarray):
-    """The kernel calls for ``maps`` (``None`` where a level is not needed).
+def _level_groups(rows: List[Optional[int]], scales: Sequence[float], levels: np.ndarray):
+    """The kernel calls for the levels taking part (``rows[l] = N * H_l``, ``None`` for a level left out).
 
-    Yields ``(maps4, scales4, group_levels, row_starts)``: each call takes
-    :data:`kernels.MAX_LEVELS` maps; RoIs of other groups get level -1
-    (skipped); unused slots repeat a map of the group and own no rows in
-    ``row_starts`` (each slot's first global pixel row, ``N * H_l`` rows
-    per map, then the total).
+    Yields ``(slots, scales4, group_levels, row_starts)``: each call takes
+    :data:`kernels.MAX_LEVELS` levels, ``slots`` their indices (unused slots
+    repeat a level of the group); RoIs of other groups get level -1
+    (skipped); ``row_starts`` is each slot's first global pixel row, then the
+    total (unused slots own no rows).
     """
     width = kernels.MAX_LEVELS
-    for first in range(0, len(maps), width):
-        group = maps[first:first + width]
-        present = [m for m in group if m is not None]
-        if not present:
+    for first in range(0, len(rows), width):
+        taking_part = [i for i in range(first, min(first + width, len(rows))) if rows[i] is not None]
+        if not taking_part:
             continue
+        slots = [i if i < len(rows) and rows[i] is not None else taking_part[0] for i in range(first, first + width)]
         row_starts = np.zeros(width + 1, dtype=np.int64)
         for slot in range(width):
-            m = group[slot] if slot < len(group) else None
-            row_starts[slot + 1] = row_starts[slot] + (0 if m is None else m.shape[0] * m.shape[1])
-        group_scales = np.ones(width)
-        group_scales[: len(group)] = scales[first:first + width]
-        group = [present[0] if m is None else m for m in group]
-        group += [present[0]] * (width - len(group))
-        if len(maps) <= width:
+            i = first + slot
+            row_starts[slot + 1] = row_starts[slot] + (rows[i] if i < len(rows) and rows[i] is not None else 0)
+        group_scales = np.array([scales[i] for i in slots], dtype=np.float64)
+        if len(rows) <= width:
             group_levels = levels
         else:
             inside = (levels >= first) & (levels < first + width)
             group_levels = np.where(inside, levels - first, -1)
-        yield group, group_scales, group_levels, row_starts
+        yield slots, group_scales, group_levels, row_starts
 
 
 class _RoIAlignFunction(torch.autograd.Function):
@@ -140,10 +142,11 @@ class _RoIAlignFunction(torch.autograd.Function):
             _use_torch_threads()
             maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
             rois64 = rois.detach().double().contiguous().numpy()
-            for group, group_scales, group_levels, _ in _level_groups(maps, scales, levels64):
+            rows = [f.shape[0] * f.shape[2] if used[slot] else None for slot, f in enumerate(features)]
+            for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
                 kernels.roi_align_forward_nhwc(
-                    *group, group_scales, rois64, group_levels, pooled[0], pooled[1], sampling_ratio, aligned,
-                    out.numpy(),
+                    *[maps[i] for i in slots], group_scales, rois64, group_levels, pooled[0], pooled[1],
+                    sampling_ratio, aligned, out.numpy(),
                 )
         ctx.save_for_backward(rois, levels)
         ctx.params = params
@@ -157,7 +160,16 @@ class _RoIAlignFunction(torch.autograd.Function):
         rois, levels = ctx.saved_tensors
         _, scales, sampling_ratio, aligned = ctx.params
         wanted = [ctx.needs_input_grad[3 + slot] and ctx.used[slot] for slot in range(len(ctx.layouts))]
-        nhwc = [_zeroed_nhwc_grad(slot, *layout) if want else None for slot, (layout, want) in enumerate(zip(ctx.layouts, wanted))]
+        # Per level: the NHWC accumulator and the array handed back (the same one for channels_last).
+        nhwc, handed = [None] * len(wanted), [None] * len(wanted)
+        for slot, ((shape, dtype, channels_last), want) in enumerate(zip(ctx.layouts, wanted)):
+            if want:
+                n, c, h, w = shape
+                if channels_last:
+                    nhwc[slot] = handed[slot] = np.empty((n, h, w, c), _numpy_dtype(dtype))
+                else:
+                    nhwc[slot] = _scratch.get(slot, (n, h, w, c), _numpy_dtype(dtype))
+                    handed[slot] = np.empty(shape, _numpy_dtype(dtype))
         if any(wanted):
             threads = _use_torch_threads()
             k, c, h, w = grad_output.shape
@@ -165,36 +177,23 @@ class _RoIAlignFunction(torch.autograd.Function):
             kernels.nchw_to_nhwc(grad_output.detach().numpy(), grad_nhwc)
             levels64 = np.where(np.array(wanted)[levels.numpy()], levels.numpy(), -1)
             rois64 = rois.detach().double().contiguous().numpy()
-            for group, group_scales, group_levels, row_starts in _level_groups(
-                [None if g is None else g.numpy() for g in nhwc], scales, levels64
-            ):
+            rows = [m.shape[0] * m.shape[1] if m is not None else None for m in nhwc]
+            bands = _row_bands(threads, sum(m.nbytes for m in nhwc if m is not None))
+            for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
+                to_nchw = np.array([handed[i] is not nhwc[i] for i in slots])
                 with numba.parallel_chunksize(1):
                     kernels.roi_align_backward_nhwc(
-                        grad_nhwc, rois64, group_levels, group_scales, row_starts, _row_bands(threads),
-                        *group, sampling_ratio, aligned,
+                        grad_nhwc, rois64, group_levels, group_scales, row_starts, bands,
+                        *[nhwc[i] for i in slots], *[handed[i] for i in slots], to_nchw, sampling_ratio, aligned,
                     )
-        grads = [
-            _grad_in_layout(g, *layout) if g is not None else _zero_grad(*layout) if needed else None
-            for g, layout, needed in zip(nhwc, ctx.layouts, ctx.needs_input_grad[3:])
-        ]
+        grads = []
+        for slot, ((shape, dtype, channels_last), needed) in enumerate(zip(ctx.layouts, ctx.needs_input_grad[3:])):
+            if handed[slot] is not None:
+                grad = torch.from_numpy(handed[slot])
+                grads.append(grad.permute(0, 3, 1, 2) if channels_last else grad)
+            else:
+                grads.append(_zero_grad(shape, dtype, channels_last) if needed else None)
         return (None, None, None, *grads)
-
-
-def _zeroed_nhwc_grad(slot, shape, dtype, channels_last) -> Tensor:
-    n, c, h, w = shape
-    if channels_last:
-        return _new_tensor((n, h, w, c), dtype, zeros=True)  # handed back as the gradient
-    grad = torch.from_numpy(_scratch.get(slot, (n, h, w, c), _numpy_dtype(dtype)))
-    return grad.zero_()
-
-
-def _grad_in_layout(grad_nhwc: Tensor, shape, dtype, channels_last) -> Tensor:
-    """The input's own layout: channels_last gets its NHWC buffer for free, anything else a contiguous copy."""
-    if channels_last:
-        return grad_nhwc.permute(0, 3, 1, 2)
-    grad = _new_tensor(shape, dtype)
-    kernels.nhwc_to_nchw(grad_nhwc.numpy(), grad.numpy())
-    return grad
 
 
 def _zero_grad(shape, dtype, channels_last) -> Tensor:

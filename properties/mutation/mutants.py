@@ -89,7 +89,7 @@ _SCATTERS = (
     "_scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g)",
 )
 # The four scatters as they stand in the backward kernel (two per row test).
-_SCATTER_BLOCK = _lines(28, "if in0:", "    " + _SCATTERS[0], "    " + _SCATTERS[1], "if in1:", "    " + _SCATTERS[2], "    " + _SCATTERS[3])
+_SCATTER_BLOCK = _lines(24, "if in0:", "    " + _SCATTERS[0], "    " + _SCATTERS[1], "if in1:", "    " + _SCATTERS[2], "    " + _SCATTERS[3])
 
 MUTANTS: List[Mutant] = [
     # --- our kernel: geometry -------------------------------------------------------
@@ -137,8 +137,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-forward-x-against-height", "swapped axes", "forward clamps x against the height instead of the width",
         KERNELS,
-        _lines(24, "x0, x1, wx0, wx1 = _axis_taps(x, width)", "if wx0"),
-        _lines(24, "x0, x1, wx0, wx1 = _axis_taps(x, height)", "if wx0"),
+        _lines(24, "x0, x1, wx0, wx1 = _axis_taps(x, width)", "if wx0 == 0.0 and wx1 == 0.0:", "    continue", "w00 = wy0 * wx0"),
+        _lines(24, "x0, x1, wx0, wx1 = _axis_taps(x, height)", "if wx0 == 0.0 and wx1 == 0.0:", "    continue", "w00 = wy0 * wx0"),
     ),
     Mutant(
         "kernel-forward-y-weights-swapped", "swapped weights", "forward weights wy0 and wy1 exchanged",
@@ -149,13 +149,15 @@ MUTANTS: List[Mutant] = [
     # --- our kernel: indexing ---------------------------------------------------------
     Mutant(
         "kernel-forward-batch-zero", "batch index", "forward reads image 0 for every RoI",
-        KERNELS, _lines(8, "roi = rois[k]", "b = np.int64(roi[0])"), _lines(8, "roi = rois[k]", "b = 0"),
+        KERNELS,
+        _lines(8, "spatial_scale = scales[level]", "roi = rois[k]", "b = np.int64(roi[0])"),
+        _lines(8, "spatial_scale = scales[level]", "roi = rois[k]", "b = 0"),
     ),
     Mutant(
         "kernel-backward-batch-first-roi", "batch index", "backward scatters every RoI into the first RoI's image",
         KERNELS,
-        _lines(12, "roi = rois[k]", "b = np.int64(roi[0])"),
-        _lines(12, "roi = rois[k]", "b = np.int64(rois[0, 0])"),
+        _lines(8, "width = grad_features.shape[2]", "roi = rois[k]", "b = np.int64(roi[0])"),
+        _lines(8, "width = grad_features.shape[2]", "roi = rois[k]", "b = np.int64(rois[0, 0])"),
     ),
     Mutant(
         "kernel-forward-last-channel-skipped", "channel index", "forward channel loop stops one short (last channel 0)",
@@ -172,6 +174,20 @@ MUTANTS: List[Mutant] = [
         KERNELS, "in1 = row_lo <= first_row + y1 < row_hi", "in1 = row_lo <= first_row + y0 < row_hi",
     ),
     Mutant(
+        "kernel-backward-zeroes-first-pixel-only", "gradient accumulation",
+        "backward zeroes only the first pixel of each of its rows (the rest keeps the last call's gradient)",
+        KERNELS,
+        "grad[local // grad.shape[1], local % grad.shape[1]] = 0.0",
+        "grad[local // grad.shape[1], local % grad.shape[1], 0] = 0.0",
+    ),
+    Mutant(
+        "kernel-backward-nchw-copy-row-above", "gradient accumulation",
+        "backward copies each accumulated row into the NCHW gradient one row up",
+        KERNELS,
+        "_row_to_nchw(grad, out, local // grad.shape[1], local % grad.shape[1])",
+        "_row_to_nchw(grad, out, local // grad.shape[1], local % grad.shape[1] - 1)",
+    ),
+    Mutant(
         "kernel-scatter-last-channel-skipped", "channel index", "backward scatter stops one channel short",
         KERNELS, "for c in range(dst.shape[0]):", "for c in range(dst.shape[0] - 1):",
     ),
@@ -182,8 +198,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-nhwc-transpose-last-column", "channel index", "NCHW -> NHWC copy never writes the last column",
         KERNELS,
-        _lines(12, "for x in range(width):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
-        _lines(12, "for x in range(width - 1):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
+        _lines(8, "for x in range(src.shape[3]):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
+        _lines(8, "for x in range(src.shape[3] - 1):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
     ),
     # --- our kernel: gradient ----------------------------------------------------------
     Mutant(
