@@ -27,13 +27,21 @@ def _inputs_and_bytes(workload):
 def warm_up(call: TimedCall, num_rois: int, budget_s: float) -> float:
     """Untimed warm-up; returns the expected seconds of one full call.
 
-    A call on 1/``PROBE_FRACTION`` of the RoIs warms caches, allocator and runtime sessions
-    and estimates the full call; a case expected to be cheap then also runs
-    one full call, whose time replaces the estimate. A slow case (seconds per
-    call) is thus never run in full outside its timed round.
+    Calls on 1/``PROBE_FRACTION`` and 2/``PROBE_FRACTION`` of the RoIs warm
+    caches, allocator and runtime sessions, and a straight line through
+    their times (a fixed cost per call plus a cost per RoI) estimates the full
+    call; a case expected to fit the budget then also runs one full call,
+    whose time replaces the estimate. A slow case (seconds per call) is thus
+    never run in full outside its timed round, while a fast one with a large
+    fixed cost (layout conversion of whole maps) is not mistaken for slow and
+    timed cold.
     """
-    part = max(num_rois // PROBE_FRACTION, 1)
-    estimate = seconds_of(lambda: call.first(part)) * num_rois / part
+    small = max(num_rois // PROBE_FRACTION, 1)
+    large = min(2 * small, num_rois)
+    small_s = seconds_of(lambda: call.first(small))
+    large_s = seconds_of(lambda: call.first(large))
+    per_roi = max(large_s - small_s, 0.0) / max(large - small, 1)
+    estimate = max(large_s + per_roi * (num_rois - large), large_s)
     if estimate < budget_s:
         estimate = seconds_of(call)
     return estimate
