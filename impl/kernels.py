@@ -140,58 +140,73 @@ def _scatter(dst, weight, src):
 
 @njit(cache=True, parallel=True)
 def roi_align_backward_nhwc(
-    grad_out, rois, levels, scales, row_starts, bands, grad0, grad1, grad2, grad3,
-    out0, out1, out2, out3, to_nchw, sampling_ratio, aligned,
+    grad_out, rois, levels, scales, row_starts, heights, widths, bands,
+    nhwc0, nhwc1, nhwc2, nhwc3, nchw0, nchw1, nchw2, nchw3, to_nchw, sampling_ratio, aligned,
 ):
-    """grad_out [K, pooled_h, pooled_w, C] -> grads [N, H_l, W_l, C], and NCHW copies where ``to_nchw[l]``.
+    """grad_out [K, pooled_h, pooled_w, C] -> each level's whole input gradient.
 
-    The pixel rows of all levels, ``(level, b, y)`` at ``row_starts[level] +
-    b * H_l + y``, are split into ``bands`` disjoint bands. Each band zeroes
-    its rows of ``grad_l``, visits the RoIs in order adding only into its own
-    rows, then (where ``to_nchw[l]``) copies those rows into ``out_l``
-    [N, C, H_l, W_l] while they are still in cache. So every element is summed in the same
-    order whatever the thread count or band count: the result is race-free and
-    bitwise deterministic. Weights are computed in float64 and rounded once to
-    the gradient's dtype. Where ``to_nchw[l]`` is false ``out_l`` is not touched.
+    Level ``l`` (``heights[l]`` x ``widths[l]``) is written into ``nchw_l``
+    [N, C, H_l, W_l] where ``to_nchw[l]``, else into ``nhwc_l`` [N, H_l, W_l, C];
+    the other array of the pair is not touched. The pixel rows of all levels,
+    ``(l, b, y)`` at ``row_starts[l] + b * H_l + y``, are split into
+    ``bands`` disjoint bands. A band zeroes its rows (a band-sized buffer for
+    an NCHW level, the result's own rows for NHWC), visits the RoIs in order
+    adding only into its own rows, then copies the buffer's rows to NCHW while
+    they are in cache. Every element is summed in the same order whatever the
+    thread or band count: race-free and bitwise deterministic. Weights are
+    computed in float64 and rounded once to the gradient's dtype.
     """
     total_rows = row_starts[MAX_LEVELS]
     for band in prange(bands):
         row_lo = band * total_rows // bands
         row_hi = (band + 1) * total_rows // bands
-        for slot in range(MAX_LEVELS):
-            grad = _level_map(slot, grad0, grad1, grad2, grad3)
-            for row in range(max(row_lo, row_starts[slot]), min(row_hi, row_starts[slot + 1])):
-                local = row - row_starts[slot]
-                grad[local // grad.shape[1], local % grad.shape[1]] = 0.0
-        _accumulate_band(grad_out, rois, levels, scales, row_starts, row_lo, row_hi,
-                         grad0, grad1, grad2, grad3, sampling_ratio, aligned)
+        rows0, first0 = _band_rows(0, row_lo, row_hi, row_starts, widths, nhwc0, to_nchw, grad_out)
+        rows1, first1 = _band_rows(1, row_lo, row_hi, row_starts, widths, nhwc1, to_nchw, grad_out)
+        rows2, first2 = _band_rows(2, row_lo, row_hi, row_starts, widths, nhwc2, to_nchw, grad_out)
+        rows3, first3 = _band_rows(3, row_lo, row_hi, row_starts, widths, nhwc3, to_nchw, grad_out)
+        _accumulate_band(grad_out, rois, levels, scales, row_starts, heights, widths, row_lo, row_hi,
+                         rows0, rows1, rows2, rows3, first0, first1, first2, first3, sampling_ratio, aligned)
         for slot in range(MAX_LEVELS):
             if to_nchw[slot]:
-                grad = _level_map(slot, grad0, grad1, grad2, grad3)
-                out = _level_map(slot, out0, out1, out2, out3)
-                for row in range(max(row_lo, row_starts[slot]), min(row_hi, row_starts[slot + 1])):
+                rows = _level_map(slot, rows0, rows1, rows2, rows3)
+                out = _level_map(slot, nchw0, nchw1, nchw2, nchw3)
+                lo = max(row_lo, row_starts[slot])
+                for row in range(lo, min(row_hi, row_starts[slot + 1])):
                     local = row - row_starts[slot]
-                    _row_to_nchw(grad, out, local // grad.shape[1], local % grad.shape[1])
+                    _row_to_nchw(rows[row - lo], out, local // heights[slot], local % heights[slot])
 
 
 @njit(cache=True, inline="always")
-def _accumulate_band(grad_out, rois, levels, scales, row_starts, row_lo, row_hi,
-                     grad0, grad1, grad2, grad3, sampling_ratio, aligned):
-    """Every RoI's taps that fall in global rows [row_lo, row_hi), in RoI order."""
+def _band_rows(slot, row_lo, row_hi, row_starts, widths, nhwc, to_nchw, like):
+    """Zeroed rows ``[R, W, C]`` this band accumulates level ``slot`` into, and the global row of ``rows[0]``."""
+    lo = max(row_lo, row_starts[slot])
+    hi = max(min(row_hi, row_starts[slot + 1]), lo)
+    if to_nchw[slot]:
+        return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo
+    rows = nhwc.reshape(nhwc.shape[0] * nhwc.shape[1], nhwc.shape[2], nhwc.shape[3])
+    rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0
+    return rows, row_starts[slot]
+
+
+@njit(cache=True, inline="always")
+def _accumulate_band(grad_out, rois, levels, scales, row_starts, heights, widths, row_lo, row_hi,
+                     rows0, rows1, rows2, rows3, first0, first1, first2, first3, sampling_ratio, aligned):
+    """Every RoI's taps that fall in global rows [row_lo, row_hi), in RoI order, into ``rows_l``."""
     pooled_h = grad_out.shape[1]
     pooled_w = grad_out.shape[2]
     for k in range(rois.shape[0]):
         level = levels[k]
         if level < 0:
             continue
-        grad_features = _level_map(level, grad0, grad1, grad2, grad3)
-        height = grad_features.shape[1]
-        width = grad_features.shape[2]
+        height = heights[level]
+        width = widths[level]
         roi = rois[k]
         b = np.int64(roi[0])
         first_row = row_starts[level] + b * height
         if first_row + height <= row_lo or first_row >= row_hi:
             continue
+        rows = _level_map(level, rows0, rows1, rows2, rows3)
+        image_row = first_row - _level_map(level, first0, first1, first2, first3)
         start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
             roi, scales[level], pooled_h, pooled_w, sampling_ratio, aligned
         )
@@ -205,6 +220,8 @@ def _accumulate_band(grad_out, rois, levels, scales, row_starts, row_lo, row_hi,
                 in1 = row_lo <= first_row + y1 < row_hi
                 if not (in0 or in1):
                     continue
+                r0 = image_row + y0
+                r1 = image_row + y1
                 for pw in range(pooled_w):
                     g = grad_out[k, ph, pw]
                     for ix in range(grid_w):
@@ -215,11 +232,11 @@ def _accumulate_band(grad_out, rois, levels, scales, row_starts, row_lo, row_hi,
                         # One loop per tap: two arrays per loop, so it
                         # vectorises even where clamped taps coincide.
                         if in0:
-                            _scatter(grad_features[b, y0, x0], wy0 * wx0 / count, g)
-                            _scatter(grad_features[b, y0, x1], wy0 * wx1 / count, g)
+                            _scatter(rows[r0, x0], wy0 * wx0 / count, g)
+                            _scatter(rows[r0, x1], wy0 * wx1 / count, g)
                         if in1:
-                            _scatter(grad_features[b, y1, x0], wy1 * wx0 / count, g)
-                            _scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g)
+                            _scatter(rows[r1, x0], wy1 * wx0 / count, g)
+                            _scatter(rows[r1, x1], wy1 * wx1 / count, g)
 
 
 # Channels per block in the layout conversions: each pixel's block is one
@@ -229,25 +246,25 @@ _CHANNEL_BLOCK = 8
 
 
 @njit(cache=True, inline="always")
-def _row_to_nhwc(src, dst, b, y):
-    """dst[b, y, :, :] = src[b, :, y, :] transposed."""
+def _row_to_nhwc(src, dst_row, b, y):
+    """dst_row[x, c] = src[b, c, y, x]: one NCHW row into an NHWC row ``[W, C]``."""
     channels = src.shape[1]
     for c0 in range(0, channels, _CHANNEL_BLOCK):
         c1 = min(c0 + _CHANNEL_BLOCK, channels)
         for x in range(src.shape[3]):
             for c in range(c0, c1):
-                dst[b, y, x, c] = src[b, c, y, x]
+                dst_row[x, c] = src[b, c, y, x]
 
 
 @njit(cache=True, inline="always")
-def _row_to_nchw(src, dst, b, y):
-    """dst[b, :, y, :] = src[b, y, :, :] transposed."""
-    channels = src.shape[3]
+def _row_to_nchw(src_row, dst, b, y):
+    """dst[b, c, y, x] = src_row[x, c]: one NHWC row ``[W, C]`` into an NCHW row."""
+    channels = src_row.shape[1]
     for c0 in range(0, channels, _CHANNEL_BLOCK):
         c1 = min(c0 + _CHANNEL_BLOCK, channels)
-        for x in range(src.shape[2]):
+        for x in range(src_row.shape[0]):
             for c in range(c0, c1):
-                dst[b, c, y, x] = src[b, y, x, c]
+                dst[b, c, y, x] = src_row[x, c]
 
 
 @njit(cache=True, parallel=True)
@@ -255,4 +272,6 @@ def nchw_to_nhwc(src, dst):
     """dst[n, y, x, c] = src[n, c, y, x]; src may have any strides."""
     n, _, height, _ = src.shape
     for row in prange(n * height):
-        _row_to_nhwc(src, dst, row // height, row % height)
+        b = row // height
+        y = row % height
+        _row_to_nhwc(src, dst[b, y], b, y)

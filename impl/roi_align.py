@@ -171,16 +171,12 @@ class _RoIAlignFunction(torch.autograd.Function):
         rois, levels = ctx.saved_tensors
         _, scales, sampling_ratio, aligned = ctx.params
         wanted = [ctx.needs_input_grad[3 + slot] and ctx.used[slot] for slot in range(len(ctx.layouts))]
-        # Per level: the NHWC accumulator and the array handed back (the same one for channels_last).
-        nhwc, handed = [None] * len(wanted), [None] * len(wanted)
-        for slot, ((shape, dtype, channels_last), want) in enumerate(zip(ctx.layouts, wanted)):
-            if want:
-                n, c, h, w = shape
-                if channels_last:
-                    nhwc[slot] = handed[slot] = np.empty((n, h, w, c), _numpy_dtype(dtype))
-                else:
-                    nhwc[slot] = _scratch.get(slot, (n, h, w, c), _numpy_dtype(dtype))
-                    handed[slot] = np.empty(shape, _numpy_dtype(dtype))
+        # Per level taking part, the gradient handed back: NHWC for a channels_last input, else NCHW.
+        handed = [
+            (np.empty((shape[0], shape[2], shape[3], shape[1]) if channels_last else shape, _numpy_dtype(dtype))
+             if want else None)
+            for (shape, dtype, channels_last), want in zip(ctx.layouts, wanted)
+        ]
         if any(wanted):
             threads = _use_torch_threads()
             k, c, h, w = grad_output.shape
@@ -188,14 +184,16 @@ class _RoIAlignFunction(torch.autograd.Function):
             kernels.nchw_to_nhwc(grad_output.detach().numpy(), grad_nhwc)
             levels64 = np.where(np.array(wanted)[levels.numpy()], levels.numpy(), -1)
             rois64 = rois.detach().double().contiguous().numpy()
-            rows = [m.shape[0] * m.shape[1] if m is not None else None for m in nhwc]
-            bands = _row_bands(threads, sum(m.nbytes for m in nhwc if m is not None))
+            shapes = [layout[0] for layout in ctx.layouts]
+            rows = [shape[0] * shape[2] if want else None for shape, want in zip(shapes, wanted)]
+            bands = _row_bands(threads, sum(g.nbytes for g in handed if g is not None))
             for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
-                to_nchw = np.array([handed[i] is not nhwc[i] for i in slots])
+                nchw = np.array([not ctx.layouts[i][2] for i in slots])
                 with numba.parallel_chunksize(1):
                     kernels.roi_align_backward_nhwc(
-                        grad_nhwc, rois64, group_levels, group_scales, row_starts, bands,
-                        *[nhwc[i] for i in slots], *[handed[i] for i in slots], to_nchw, sampling_ratio, aligned,
+                        grad_nhwc, rois64, group_levels, group_scales, row_starts,
+                        np.array([shapes[i][2] for i in slots]), np.array([shapes[i][3] for i in slots]), bands,
+                        *[handed[i] for i in slots], *[handed[i] for i in slots], nchw, sampling_ratio, aligned,
                     )
         grads = []
         for slot, ((shape, dtype, channels_last), needed) in enumerate(zip(ctx.layouts, ctx.needs_input_grad[3:])):

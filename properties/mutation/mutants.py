@@ -83,10 +83,10 @@ def _lines(indent: int, *lines: str) -> str:
 
 
 _SCATTERS = (
-    "_scatter(grad_features[b, y0, x0], wy0 * wx0 / count, g)",
-    "_scatter(grad_features[b, y0, x1], wy0 * wx1 / count, g)",
-    "_scatter(grad_features[b, y1, x0], wy1 * wx0 / count, g)",
-    "_scatter(grad_features[b, y1, x1], wy1 * wx1 / count, g)",
+    "_scatter(rows[r0, x0], wy0 * wx0 / count, g)",
+    "_scatter(rows[r0, x1], wy0 * wx1 / count, g)",
+    "_scatter(rows[r1, x0], wy1 * wx0 / count, g)",
+    "_scatter(rows[r1, x1], wy1 * wx1 / count, g)",
 )
 # The four scatters as they stand in the backward kernel (two per row test).
 _SCATTER_BLOCK = _lines(24, "if in0:", "    " + _SCATTERS[0], "    " + _SCATTERS[1], "if in1:", "    " + _SCATTERS[2], "    " + _SCATTERS[3])
@@ -156,8 +156,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-backward-batch-first-roi", "batch index", "backward scatters every RoI into the first RoI's image",
         KERNELS,
-        _lines(8, "width = grad_features.shape[2]", "roi = rois[k]", "b = np.int64(roi[0])"),
-        _lines(8, "width = grad_features.shape[2]", "roi = rois[k]", "b = np.int64(rois[0, 0])"),
+        _lines(8, "width = widths[level]", "roi = rois[k]", "b = np.int64(roi[0])"),
+        _lines(8, "width = widths[level]", "roi = rois[k]", "b = np.int64(rois[0, 0])"),
     ),
     Mutant(
         "kernel-forward-last-channel-skipped", "channel index", "forward channel loop stops one short (last channel 0)",
@@ -175,17 +175,24 @@ MUTANTS: List[Mutant] = [
     ),
     Mutant(
         "kernel-backward-zeroes-first-pixel-only", "gradient accumulation",
-        "backward zeroes only the first pixel of each of its rows (the rest keeps the last call's gradient)",
+        "backward zeroes only the first pixel of each of its rows of an NHWC (channels_last) gradient",
         KERNELS,
-        "grad[local // grad.shape[1], local % grad.shape[1]] = 0.0",
-        "grad[local // grad.shape[1], local % grad.shape[1], 0] = 0.0",
+        "rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0",
+        "rows[lo - row_starts[slot]:hi - row_starts[slot], 0] = 0.0",
+    ),
+    Mutant(
+        "kernel-backward-band-buffer-not-zeroed", "gradient accumulation",
+        "backward accumulates an NCHW level into an uninitialised band buffer",
+        KERNELS,
+        "return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo",
+        "return np.empty((hi - lo, widths[slot], like.shape[3]), like.dtype), lo",
     ),
     Mutant(
         "kernel-backward-nchw-copy-row-above", "gradient accumulation",
         "backward copies each accumulated row into the NCHW gradient one row up",
         KERNELS,
-        "_row_to_nchw(grad, out, local // grad.shape[1], local % grad.shape[1])",
-        "_row_to_nchw(grad, out, local // grad.shape[1], local % grad.shape[1] - 1)",
+        "_row_to_nchw(rows[row - lo], out, local // heights[slot], local % heights[slot])",
+        "_row_to_nchw(rows[row - lo], out, local // heights[slot], local % heights[slot] - 1)",
     ),
     Mutant(
         "kernel-scatter-last-channel-skipped", "channel index", "backward scatter stops one channel short",
@@ -198,8 +205,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-nhwc-transpose-last-column", "channel index", "NCHW -> NHWC copy never writes the last column",
         KERNELS,
-        _lines(8, "for x in range(src.shape[3]):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
-        _lines(8, "for x in range(src.shape[3] - 1):", "    for c in range(c0, c1):", "        dst[b, y, x, c] = src[b, c, y, x]"),
+        _lines(8, "for x in range(src.shape[3]):", "    for c in range(c0, c1):", "        dst_row[x, c] = src[b, c, y, x]"),
+        _lines(8, "for x in range(src.shape[3] - 1):", "    for c in range(c0, c1):", "        dst_row[x, c] = src[b, c, y, x]"),
     ),
     # --- our kernel: gradient ----------------------------------------------------------
     Mutant(
@@ -212,7 +219,7 @@ MUTANTS: List[Mutant] = [
     ),
     Mutant(
         "kernel-backward-wrong-pixel", "gradient accumulation", "backward scatters tap (y1, x0) into pixel (y0, x0)",
-        KERNELS, _SCATTERS[2], _SCATTERS[2].replace("[b, y1, x0]", "[b, y0, x0]"),
+        KERNELS, _SCATTERS[2], _SCATTERS[2].replace("[r1, x0]", "[r0, x0]"),
     ),
     Mutant(
         "kernel-backward-assign-not-add", "gradient accumulation", "backward overwrites (=) instead of accumulating (+=)",
