@@ -170,10 +170,6 @@ MUTANTS: List[Mutant] = [
         KERNELS, "row_hi = (band + 1) * total_rows // bands", "row_hi = (band + 1) * total_rows // bands - 1",
     ),
     Mutant(
-        "kernel-backward-second-row-in-first-band", "gradient accumulation", "backward tests the y1 row against the band with y0",
-        KERNELS, "in1 = row_lo <= first_row + y1 < row_hi", "in1 = row_lo <= first_row + y0 < row_hi",
-    ),
-    Mutant(
         "kernel-backward-zeroes-first-pixel-only", "gradient accumulation",
         "backward zeroes only the first pixel of each of its rows of an NHWC (channels_last) gradient",
         KERNELS,
