@@ -176,7 +176,7 @@ def roi_align_backward_nhwc(
                     _row_to_nchw(rows[row - lo], out, local // heights[slot], local % heights[slot])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _band_rows(slot, row_lo, row_hi, row_starts, widths, nhwc, to_nchw, like):
     """Zeroed rows ``[R, W, C]`` this band accumulates level ``slot`` into, and the global row of ``rows[0]``."""
     lo = max(row_lo, row_starts[slot])
@@ -188,7 +188,7 @@ def _band_rows(slot, row_lo, row_hi, row_starts, widths, nhwc, to_nchw, like):
     return rows, row_starts[slot]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _accumulate_band(grad_out, rois, levels, scales, row_starts, heights, widths, row_lo, row_hi,
                      rows0, rows1, rows2, rows3, first0, first1, first2, first3, sampling_ratio, aligned):
     """Every RoI's taps that fall in global rows [row_lo, row_hi), in RoI order, into ``rows_l``."""
