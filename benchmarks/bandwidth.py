@@ -55,12 +55,20 @@ def footprint_pixels(rois: Tensor, height: int, width: int, pooled: int, scale: 
     return total
 
 
+def _output_elements(workload: Workload) -> int:
+    return workload.num_rois * workload.channels * workload.output_size**2
+
+
+def _feature_elements(inputs: Inputs) -> int:
+    return sum(f.numel() for f in inputs.features)
+
+
 def bytes_moved(workload: Workload, inputs: Inputs, levels: Sequence[int]) -> int:
     """Modelled bytes of one timed call; ``levels[k]`` is RoI ``k``'s 0-based level."""
     levels = torch.as_tensor(levels)
     pooled = workload.output_size
     channels = workload.channels
-    output = workload.num_rois * channels * pooled * pooled
+    output = _output_elements(workload)
     touched = 0
     for level, feature in enumerate(inputs.features):
         height, width = feature.shape[-2:]
@@ -70,8 +78,7 @@ def bytes_moved(workload: Workload, inputs: Inputs, levels: Sequence[int]) -> in
         )
     elements = touched * channels + output
     if workload.backward:
-        grad_fill = sum(f.numel() for f in inputs.features)
-        elements += output + 2 * touched * channels + grad_fill
+        elements += output + 2 * touched * channels + _feature_elements(inputs)  # the last: zero fill
     return elements * FLOAT32_BYTES
 
 
@@ -83,8 +90,8 @@ def floor_bytes(workload: Workload, inputs: Inputs) -> int:
     copy bandwidth`` is the machine's floor for the call, and ``median /
     floor`` says how far a kernel is from it (the issue's "within 4x").
     """
-    features = sum(f.numel() for f in inputs.features)
-    output = workload.num_rois * workload.channels * workload.output_size**2
+    features = _feature_elements(inputs)
+    output = _output_elements(workload)
     elements = features + output
     if workload.backward:
         elements += output + features

@@ -141,13 +141,12 @@ def _scatter(dst, weight, src):
 @njit(cache=True, parallel=True)
 def roi_align_backward_nhwc(
     grad_out, rois, levels, scales, row_starts, heights, widths, bands,
-    nhwc0, nhwc1, nhwc2, nhwc3, nchw0, nchw1, nchw2, nchw3, to_nchw, sampling_ratio, aligned,
+    grad0, grad1, grad2, grad3, to_nchw, sampling_ratio, aligned,
 ):
-    """grad_out [K, pooled_h, pooled_w, C] -> each level's whole input gradient.
+    """grad_out [K, pooled_h, pooled_w, C] -> each level's whole input gradient ``grad_l``.
 
-    Level ``l`` (``heights[l]`` x ``widths[l]``) is written into ``nchw_l``
-    [N, C, H_l, W_l] where ``to_nchw[l]``, else into ``nhwc_l`` [N, H_l, W_l, C];
-    the other array of the pair is not touched. The pixel rows of all levels,
+    ``grad_l`` (``heights[l]`` x ``widths[l]``) is [N, C, H_l, W_l] where
+    ``to_nchw[l]``, else [N, H_l, W_l, C]. The pixel rows of all levels,
     ``(l, b, y)`` at ``row_starts[l] + b * H_l + y``, are split into
     ``bands`` disjoint bands. A band zeroes its rows (a band-sized buffer for
     an NCHW level, the result's own rows for NHWC), visits the RoIs in order
@@ -160,16 +159,16 @@ def roi_align_backward_nhwc(
     for band in prange(bands):
         row_lo = band * total_rows // bands
         row_hi = (band + 1) * total_rows // bands
-        rows0, first0 = _band_rows(0, row_lo, row_hi, row_starts, widths, nhwc0, to_nchw, grad_out)
-        rows1, first1 = _band_rows(1, row_lo, row_hi, row_starts, widths, nhwc1, to_nchw, grad_out)
-        rows2, first2 = _band_rows(2, row_lo, row_hi, row_starts, widths, nhwc2, to_nchw, grad_out)
-        rows3, first3 = _band_rows(3, row_lo, row_hi, row_starts, widths, nhwc3, to_nchw, grad_out)
+        rows0, first0 = _band_rows(0, row_lo, row_hi, row_starts, widths, grad0, to_nchw, grad_out)
+        rows1, first1 = _band_rows(1, row_lo, row_hi, row_starts, widths, grad1, to_nchw, grad_out)
+        rows2, first2 = _band_rows(2, row_lo, row_hi, row_starts, widths, grad2, to_nchw, grad_out)
+        rows3, first3 = _band_rows(3, row_lo, row_hi, row_starts, widths, grad3, to_nchw, grad_out)
         _accumulate_band(grad_out, rois, levels, scales, row_starts, heights, widths, row_lo, row_hi,
                          rows0, rows1, rows2, rows3, first0, first1, first2, first3, sampling_ratio, aligned)
         for slot in range(MAX_LEVELS):
             if to_nchw[slot]:
                 rows = _level_map(slot, rows0, rows1, rows2, rows3)
-                out = _level_map(slot, nchw0, nchw1, nchw2, nchw3)
+                out = _level_map(slot, grad0, grad1, grad2, grad3)
                 lo = max(row_lo, row_starts[slot])
                 for row in range(lo, min(row_hi, row_starts[slot + 1])):
                     local = row - row_starts[slot]
@@ -177,13 +176,16 @@ def roi_align_backward_nhwc(
 
 
 @njit(cache=True)
-def _band_rows(slot, row_lo, row_hi, row_starts, widths, nhwc, to_nchw, like):
-    """Zeroed rows ``[R, W, C]`` this band accumulates level ``slot`` into, and the global row of ``rows[0]``."""
+def _band_rows(slot, row_lo, row_hi, row_starts, widths, grad, to_nchw, like):
+    """Zeroed rows ``[R, W, C]`` this band accumulates level ``slot`` into, and the global row of ``rows[0]``.
+
+    A band-sized buffer for an NCHW gradient; the NHWC gradient ``grad``'s own rows otherwise.
+    """
     lo = max(row_lo, row_starts[slot])
     hi = max(min(row_hi, row_starts[slot + 1]), lo)
     if to_nchw[slot]:
         return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo
-    rows = nhwc.reshape(nhwc.shape[0] * nhwc.shape[1], nhwc.shape[2], nhwc.shape[3])
+    rows = grad.reshape(grad.shape[0] * grad.shape[1], grad.shape[2], grad.shape[3])
     rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0
     return rows, row_starts[slot]
 

@@ -26,11 +26,11 @@ class _Scratch(threading.local):
     """Per-thread NHWC buffers, reused across calls.
 
     A fresh 100 MB array costs more in page faults than the transposition
-    that fills it, so the layout conversions and the backward's accumulators
-    reuse buffers. A buffer is keyed by its role (``slot``: a level index or
-    a name) as well as its shape, so two levels of equal shape never share
-    one; the last ``KEEP`` are kept (a four-level pyramid's maps and the
-    output gradient).
+    that fills it, so the layout conversions (each level's map in the
+    forward, the output gradient in the backward) reuse buffers. A buffer is
+    keyed by its role (``slot``: a level index or a name) as well as its
+    shape, so two levels of equal shape never share one; the last ``KEEP``
+    are kept (a pyramid's maps and the output gradient).
     """
 
     KEEP = 2 * kernels.MAX_LEVELS
@@ -121,14 +121,12 @@ def _level_groups(rows: List[Optional[int]], scales: Sequence[float], levels: np
     """
     width = kernels.MAX_LEVELS
     for first in range(0, len(rows), width):
-        taking_part = [i for i in range(first, min(first + width, len(rows))) if rows[i] is not None]
+        group = [rows[i] if i < len(rows) else None for i in range(first, first + width)]
+        taking_part = [first + slot for slot, r in enumerate(group) if r is not None]
         if not taking_part:
             continue
-        slots = [i if i < len(rows) and rows[i] is not None else taking_part[0] for i in range(first, first + width)]
-        row_starts = np.zeros(width + 1, dtype=np.int64)
-        for slot in range(width):
-            i = first + slot
-            row_starts[slot + 1] = row_starts[slot] + (rows[i] if i < len(rows) and rows[i] is not None else 0)
+        slots = [first + slot if r is not None else taking_part[0] for slot, r in enumerate(group)]
+        row_starts = np.concatenate(([0], np.cumsum([r or 0 for r in group]))).astype(np.int64)
         group_scales = np.array([scales[i] for i in slots], dtype=np.float64)
         if len(rows) <= width:
             group_levels = levels
@@ -144,10 +142,10 @@ class _RoIAlignFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rois, levels, params, *features):
         pooled, scales, sampling_ratio, aligned = params
-        n, c = features[0].shape[:2]
+        c = features[0].shape[1]
         out = _new_tensor((rois.shape[0], c) + pooled, features[0].dtype)
         levels64 = levels.numpy()
-        used = np.bincount(levels64, minlength=len(features)) > 0 if rois.shape[0] else np.zeros(len(features), bool)
+        used = np.bincount(levels64, minlength=len(features)) > 0
         if rois.shape[0] > 0:
             _use_torch_threads()
             maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
@@ -171,10 +169,10 @@ class _RoIAlignFunction(torch.autograd.Function):
         rois, levels = ctx.saved_tensors
         _, scales, sampling_ratio, aligned = ctx.params
         wanted = [ctx.needs_input_grad[3 + slot] and ctx.used[slot] for slot in range(len(ctx.layouts))]
-        # Per level taking part, the gradient handed back: NHWC for a channels_last input, else NCHW.
+        # Per level taking part, the gradient handed back, as the kernel writes it:
+        # NHWC for a channels_last input, else NCHW.
         handed = [
-            (np.empty((shape[0], shape[2], shape[3], shape[1]) if channels_last else shape, _numpy_dtype(dtype))
-             if want else None)
+            _new_tensor((shape[0], shape[2], shape[3], shape[1]) if channels_last else shape, dtype) if want else None
             for (shape, dtype, channels_last), want in zip(ctx.layouts, wanted)
         ]
         if any(wanted):
@@ -182,24 +180,24 @@ class _RoIAlignFunction(torch.autograd.Function):
             k, c, h, w = grad_output.shape
             grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(grad_output.dtype))
             kernels.nchw_to_nhwc(grad_output.detach().numpy(), grad_nhwc)
-            levels64 = np.where(np.array(wanted)[levels.numpy()], levels.numpy(), -1)
+            levels64 = levels.numpy()
+            levels64 = np.where(np.array(wanted)[levels64], levels64, -1)
             rois64 = rois.detach().double().contiguous().numpy()
             shapes = [layout[0] for layout in ctx.layouts]
             rows = [shape[0] * shape[2] if want else None for shape, want in zip(shapes, wanted)]
-            bands = _row_bands(threads, sum(g.nbytes for g in handed if g is not None))
+            bands = _row_bands(threads, sum(g.numel() * g.element_size() for g in handed if g is not None))
             for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
                 nchw = np.array([not ctx.layouts[i][2] for i in slots])
                 with numba.parallel_chunksize(1):
                     kernels.roi_align_backward_nhwc(
                         grad_nhwc, rois64, group_levels, group_scales, row_starts,
                         np.array([shapes[i][2] for i in slots]), np.array([shapes[i][3] for i in slots]), bands,
-                        *[handed[i] for i in slots], *[handed[i] for i in slots], nchw, sampling_ratio, aligned,
+                        *[handed[i].numpy() for i in slots], nchw, sampling_ratio, aligned,
                     )
         grads = []
         for slot, ((shape, dtype, channels_last), needed) in enumerate(zip(ctx.layouts, ctx.needs_input_grad[3:])):
             if handed[slot] is not None:
-                grad = torch.from_numpy(handed[slot])
-                grads.append(grad.permute(0, 3, 1, 2) if channels_last else grad)
+                grads.append(handed[slot].permute(0, 3, 1, 2) if channels_last else handed[slot])
             else:
                 grads.append(_zero_grad(shape, dtype, channels_last) if needed else None)
         return (None, None, None, *grads)
