@@ -26,8 +26,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from benchmarks.workloads import Inputs, Workload
-from reference.roi_align import roi_geometry
+from roialign_suite.benchmarks.workloads import Inputs, Workload
+from roialign_suite.reference.roi_align import roi_geometry
 
 FLOAT32_BYTES = 4
 

@@ -15,9 +15,9 @@ from typing import List
 
 import pytest
 
-from benchmarks import figures
-from benchmarks.runners import candidates
-from benchmarks.workloads import all_workloads
+from roialign_suite.benchmarks import figures
+from roialign_suite.benchmarks.runners import candidates
+from roialign_suite.benchmarks.workloads import all_workloads
 
 RECORDED = pytest.StashKey[list]()
 
@@ -136,6 +136,6 @@ def pytest_terminal_summary(terminalreporter, config):
 @pytest.fixture(scope="session")
 def jit_warm():
     """Compile (or load from cache) our Numba kernels before anything is timed."""
-    from benchmarks.jit import first_call
+    from roialign_suite.benchmarks.jit import first_call
 
     first_call()

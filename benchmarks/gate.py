@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from benchmarks import figures
-from benchmarks.figures import Result
+from roialign_suite.benchmarks import figures
+from roialign_suite.benchmarks.figures import Result
 
 CONFIG = Path(__file__).with_name("gate.toml")
 ROOT = Path(__file__).resolve().parent.parent

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     )
     if not args.skip_benchmarks:
         status |= run_logged(
-            [sys.executable, "-m", "benchmarks.report", "--run", "--out", str(args.out), "--",
+            [sys.executable, "-m", "roialign_suite.benchmarks.report", "--run", "--out", str(args.out), "--",
              "--implementations=numba,torchvision-cpu,torchvision-cuda"],
             args.out / "benchmarks.txt",
         )

@@ -25,7 +25,7 @@ def first_call() -> Dict[str, float]:
     """Seconds of one tiny forward and its backward through ``impl.roi_align`` (compiles on first use)."""
     import torch
 
-    import impl
+    from roialign_suite import impl
 
     features = torch.rand(1, 4, 8, 8, requires_grad=True)
     boxes = torch.tensor([[0.0, 1.0, 1.0, 6.0, 6.0]])
@@ -46,7 +46,7 @@ def other_variants() -> float:
     """
     import torch
 
-    import impl
+    from roialign_suite import impl
 
     start = time.perf_counter()
     boxes = torch.tensor([[0.0, 1.0, 1.0, 6.0, 6.0]])
@@ -70,10 +70,10 @@ def measure(cache_dir: Path) -> Dict[str, float]:
     """Run :func:`main` in a fresh interpreter with Numba's cache in ``cache_dir``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DISABLE_JIT="0")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.jit"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "roialign_suite.benchmarks.jit"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"benchmarks.jit child failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"roialign_suite.benchmarks.jit child failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -83,7 +83,7 @@ def main() -> None:
 
     figures = {"torch_import_s": time.perf_counter() - start}
     start = time.perf_counter()
-    import impl  # noqa: F401  (the import is what is timed)
+    from roialign_suite import impl  # noqa: F401  (the import is what is timed)
 
     figures["import_s"] = time.perf_counter() - start
     figures.update(first_call())

@@ -25,8 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
-from benchmarks import figures  # noqa: E402
-from benchmarks.gate import ROOT, STORAGE, latest_saved_run  # noqa: E402
+from roialign_suite.benchmarks import figures  # noqa: E402
+from roialign_suite.benchmarks.gate import ROOT, STORAGE, latest_saved_run  # noqa: E402
 
 OURS = "numba"
 MODEL_NOTE = (

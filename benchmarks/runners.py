@@ -18,10 +18,10 @@ import torch
 import torchvision
 from torch import Tensor
 
-import impl
-from benchmarks.workloads import Inputs, Workload
-from reference import registry
-from reference.pooler import TorchvisionPooler
+from roialign_suite import impl
+from roialign_suite.benchmarks.workloads import Inputs, Workload
+from roialign_suite.reference import registry
+from roialign_suite.reference.pooler import TorchvisionPooler
 
 # Registry entries never timed, with the reason.
 NOT_TIMED = {"reference": "the float64 reference is a definition, too slow to time"}

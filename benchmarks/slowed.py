@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-import impl
+from roialign_suite import impl
 
 
 def slowdown() -> float:

@@ -6,7 +6,7 @@ start, torch import); ``extra_info`` holds the child's own split.
 """
 from __future__ import annotations
 
-from benchmarks import figures, jit
+from roialign_suite.benchmarks import figures, jit
 
 
 def _first_call_benchmark(benchmark, record, cache_dir, cache: str, name: str) -> None:

@@ -10,9 +10,9 @@ import functools
 
 import pytest
 
-from benchmarks import bandwidth, figures
-from benchmarks.runners import TimedCall, levels_of, max_threads, rounds_for, seconds_of, thread_count
-from benchmarks.workloads import build_inputs
+from roialign_suite.benchmarks import bandwidth, figures
+from roialign_suite.benchmarks.runners import TimedCall, levels_of, max_threads, rounds_for, seconds_of, thread_count
+from roialign_suite.benchmarks.workloads import build_inputs
 
 PROBE_FRACTION = 16
 

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from impl.inputs import rois_from_boxes
+from roialign_suite.impl.inputs import rois_from_boxes
 
 IMAGE_SIZE = (800, 1216)  # (h, w) in pixels, every map size divides exactly
 FPN_STRIDES = (4, 8, 16, 32)  # P2..P5

@@ -7,10 +7,10 @@
 - ``pooler``: the multi-level ``Pooler`` and scale handling (``fpn_box_head_pooler``).
 - ``extractors``: box-head feature extractors (``FPN2MLPFeatureExtractor``, C4 variant).
 """
-from impl.roi_align import RoIAlign, roi_align
-from impl.levels import LevelMapper, levels_for_boxes
-from impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales
-from impl.extractors import FPN2MLPFeatureExtractor, ResNet50Conv5ROIFeatureExtractor
+from roialign_suite.impl.roi_align import RoIAlign, roi_align
+from roialign_suite.impl.levels import LevelMapper, levels_for_boxes
+from roialign_suite.impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales
+from roialign_suite.impl.extractors import FPN2MLPFeatureExtractor, ResNet50Conv5ROIFeatureExtractor
 
 __all__ = [
     "RoIAlign",

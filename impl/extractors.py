@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from impl.inputs import BoxesArg
-from impl.pooler import c4_box_head_pooler
+from roialign_suite.impl.inputs import BoxesArg
+from roialign_suite.impl.pooler import c4_box_head_pooler
 
 
 def make_fc(in_features: int, out_features: int) -> nn.Linear:

@@ -15,7 +15,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from impl.inputs import (
+from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
     check_features,
@@ -23,8 +23,8 @@ from impl.inputs import (
     output_size_pair,
     rois_from_boxes,
 )
-from impl.levels import check_canonical, get_dialect, levels_for_boxes
-from impl.roi_align import multilevel_roi_align, roi_align
+from roialign_suite.impl.levels import check_canonical, get_dialect, levels_for_boxes
+from roialign_suite.impl.roi_align import multilevel_roi_align, roi_align
 
 
 def pyramid_levels(scales: Sequence[float]) -> Tuple[int, int]:

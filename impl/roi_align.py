@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from impl import kernels
-from impl.inputs import (
+from roialign_suite.impl import kernels
+from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
     check_features,

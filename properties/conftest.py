@@ -36,8 +36,8 @@ from typing import List
 import pytest
 from hypothesis import settings
 
-from properties import profiles
-from reference import registry
+from roialign_suite.properties import profiles
+from roialign_suite.reference import registry
 
 profiles.load()
 

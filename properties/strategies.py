@@ -25,7 +25,7 @@ from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from reference.roi_align import roi_geometry
+from roialign_suite.reference.roi_align import roi_geometry
 
 Box = Tuple[int, float, float, float, float]  # (batch_index, x1, y1, x2, y2), image pixels
 
@@ -130,7 +130,7 @@ class RoIAlignCase:
         )
         return f"RoIAlignCase({fields})"
 
-    def script(self, roi_align: str = "impl.roi_align") -> str:
+    def script(self, roi_align: str = "roialign_suite.impl.roi_align") -> str:
         """Stand-alone Python that reruns this case on ``roi_align`` and the reference."""
         return (
             "# reproduction (run from the repository root)\n"

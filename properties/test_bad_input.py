@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import given, note
 
-from impl.inputs import MAX_GRID
-from properties.strategies import bad_inputs
+from roialign_suite.impl.inputs import MAX_GRID
+from roialign_suite.properties.strategies import bad_inputs
 
 
 @given(bad=bad_inputs())

@@ -16,17 +16,17 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 
-from properties.conftest import implementations_under_test
-from properties.strategies import DTYPES, RoIAlignCase
-from properties.test_differential import check_backward_matches_reference, check_forward_matches_reference
-from properties.test_gradients import check_adjoint_identity
-from properties.tolerances import (
+from roialign_suite.properties.conftest import implementations_under_test
+from roialign_suite.properties.strategies import DTYPES, RoIAlignCase
+from roialign_suite.properties.test_differential import check_backward_matches_reference, check_forward_matches_reference
+from roialign_suite.properties.test_gradients import check_adjoint_identity
+from roialign_suite.properties.tolerances import (
     arithmetic,
     assert_within,
     forward_oracle,
     forward_tolerance,
 )
-from reference import registry
+from roialign_suite.reference import registry
 
 # ROIALIGN_CORPUS replays another folder (tests/test_fuzz.py: a temporary corpus the fuzzer wrote).
 CORPUS = Path(os.environ.get("ROIALIGN_CORPUS") or Path(__file__).parent / "corpus")

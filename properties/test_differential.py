@@ -11,8 +11,8 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from properties.strategies import DTYPES, RoIAlignCase, case_for, note_if_testing, roi_align_cases
-from properties.tolerances import (
+from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, case_for, note_if_testing, roi_align_cases
+from roialign_suite.properties.tolerances import (
     arithmetic,
     assert_within,
     backward_oracle,
@@ -23,7 +23,7 @@ from properties.tolerances import (
     jump_allowance,
     rois_near_discontinuity,
 )
-from reference import registry
+from roialign_suite.reference import registry
 
 # A sample exactly on y == H (5): it still counts, clamped to the last row.
 EDGE_SAMPLE_Y_EQUALS_H = RoIAlignCase(shape=(1, 1, 5, 5), boxes=((0, 1.0, 4.0, 3.0, 6.0),), output_size=(1, 1),

@@ -10,8 +10,8 @@ import torch
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
-from properties.strategies import DTYPES, RoIAlignCase, boxes_with_negative_grid, note_reproduction, roi_align_cases
-from properties.test_differential import check_backward_matches_reference, check_forward_matches_reference
+from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, boxes_with_negative_grid, note_reproduction, roi_align_cases
+from roialign_suite.properties.test_differential import check_backward_matches_reference, check_forward_matches_reference
 
 EDGE_KINDS = ["outside", "huge", "degenerate", "inverted", "tiny", "border", "boundary_sample", "level_threshold"]
 

@@ -11,11 +11,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.fuzz.targets import target_discrepancy
-from properties.strategies import DTYPES, INSIDE, RoIAlignCase, roi_align_cases, case_for
-from properties.test_differential import check_backward_matches_reference, grad_output_for, input_gradient
-from properties.tolerances import gamma, unit_roundoff
-from reference import registry
+from roialign_suite.properties.fuzz.targets import target_discrepancy
+from roialign_suite.properties.strategies import DTYPES, INSIDE, RoIAlignCase, roi_align_cases, case_for
+from roialign_suite.properties.test_differential import check_backward_matches_reference, grad_output_for, input_gradient
+from roialign_suite.properties.tolerances import gamma, unit_roundoff
+from roialign_suite.reference import registry
 
 
 def require_differentiable(implementation) -> None:

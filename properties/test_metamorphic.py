@@ -13,8 +13,8 @@ import torch
 from hypothesis import assume, example, given, note
 from hypothesis import strategies as st
 
-from properties.strategies import DTYPES, INSIDE, NON_INVERTED, RoIAlignCase, roi_align_cases, case_for
-from properties.tolerances import (
+from roialign_suite.properties.strategies import DTYPES, INSIDE, NON_INVERTED, RoIAlignCase, roi_align_cases, case_for
+from roialign_suite.properties.tolerances import (
     Arithmetic,
     Oracle,
     arithmetic,

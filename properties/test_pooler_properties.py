@@ -16,13 +16,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import impl
-from impl.extractors import FPN2MLPFeatureExtractor
-from impl.levels import DIALECTS
-from impl.pooler import Pooler
-from properties.tolerances import gamma, unit_roundoff
-from reference import levels as ref_levels
-from reference import pooler as ref_pooler
+from roialign_suite import impl
+from roialign_suite.impl.extractors import FPN2MLPFeatureExtractor
+from roialign_suite.impl.levels import DIALECTS
+from roialign_suite.impl.pooler import Pooler
+from roialign_suite.properties.tolerances import gamma, unit_roundoff
+from roialign_suite.reference import levels as ref_levels
+from roialign_suite.reference import pooler as ref_pooler
 
 SCALES = (0.25, 0.125, 0.0625, 0.03125)
 K_MIN, K_MAX = 2, 5

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from properties.strategies import RoIAlignCase, roi_align_cases
-from properties.test_differential import check_forward_matches_reference
-from reference import registry
+from roialign_suite.properties.strategies import RoIAlignCase, roi_align_cases
+from roialign_suite.properties.test_differential import check_forward_matches_reference
+from roialign_suite.reference import registry
 
 RUNTIME_NAMES = ["onnxruntime", "openvino"]
 

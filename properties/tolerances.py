@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import reference
-from properties.fuzz.targets import target_discrepancy
-from reference.roi_align import roi_align_backward, sample_points
+from roialign_suite import reference
+from roialign_suite.properties.fuzz.targets import target_discrepancy
+from roialign_suite.reference.roi_align import roi_align_backward, sample_points
 
 UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
 # Rounding steps in one sample coordinate, in units of u * M (see module docstring).

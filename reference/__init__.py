@@ -6,7 +6,7 @@
 - ``pooler``: the multi-level pooler on the float64 parts; torchvision's MultiScaleRoIAlign adapter.
 - ``registry``: the named implementations the properties and benchmarks iterate over.
 """
-from reference.roi_align import RoIAlign, roi_align
-from reference import levels, pooler
+from roialign_suite.reference.roi_align import RoIAlign, roi_align
+from roialign_suite.reference import levels, pooler
 
 __all__ = ["RoIAlign", "roi_align"]

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from impl.levels import check_canonical, check_level_boxes, check_level_range, get_dialect
+from roialign_suite.impl.levels import check_canonical, check_level_boxes, check_level_range, get_dialect
 
 
 def level_value(

@@ -17,11 +17,11 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from impl.inputs import BoxesArg, output_size_pair, rois_from_boxes
-from impl.pooler import Pooler as ImplPooler
-from impl.pooler import pyramid_levels
-from reference.levels import levels_for_boxes
-from reference.roi_align import roi_align
+from roialign_suite.impl.inputs import BoxesArg, output_size_pair, rois_from_boxes
+from roialign_suite.impl.pooler import Pooler as ImplPooler
+from roialign_suite.impl.pooler import pyramid_levels
+from roialign_suite.reference.levels import levels_for_boxes
+from roialign_suite.reference.roi_align import roi_align
 
 
 class Pooler(ImplPooler):

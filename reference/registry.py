@@ -12,9 +12,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-import impl
-import reference
-from reference import runtimes, torchvision_ops
+from roialign_suite import impl
+from roialign_suite import reference
+from roialign_suite.reference import runtimes, torchvision_ops
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from impl.roi_align import RoIAlign as ImplRoIAlign
+from roialign_suite.impl.roi_align import RoIAlign as ImplRoIAlign
 
-from impl.inputs import (
+from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
     check_features,

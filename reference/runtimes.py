@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from impl.inputs import (
+from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
     check_features,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks import figures, gate
+from roialign_suite.benchmarks import figures, gate
 
 CONFIG = gate.parse_config(
     """
@@ -114,7 +114,7 @@ def test_bad_config_names_the_entry(text, complaint):
 
 
 def test_shipped_config_gates_existing_workloads():
-    from benchmarks.workloads import all_workloads
+    from roialign_suite.benchmarks.workloads import all_workloads
 
     names = {w.name for w in all_workloads()}
     config = gate.load_config()

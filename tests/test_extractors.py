@@ -11,11 +11,11 @@ import math
 import torch
 from torch import nn
 
-import impl
-from impl.extractors import FPN2MLPFeatureExtractor, ResNet50Conv5ROIFeatureExtractor
-from impl.pooler import Pooler
-from properties.tolerances import gamma, unit_roundoff
-from reference import pooler as ref_pooler
+from roialign_suite import impl
+from roialign_suite.impl.extractors import FPN2MLPFeatureExtractor, ResNet50Conv5ROIFeatureExtractor
+from roialign_suite.impl.pooler import Pooler
+from roialign_suite.properties.tolerances import gamma, unit_roundoff
+from roialign_suite.reference import pooler as ref_pooler
 
 SCALES = (0.25, 0.125, 0.0625, 0.03125)
 IMAGE = (64, 80)

@@ -19,16 +19,16 @@ import pytest
 import torch
 from hypothesis.strategies._internal.utils import to_jsonable
 
-import impl
-from properties.fuzz import corpus, planted
-from properties.fuzz.redis_server import LocalRedis, redis_server_missing
-from properties.fuzz.stats import load_snapshots
-from properties.fuzz.targets import UNBOUNDED, discrepancy
-from properties.strategies import RoIAlignCase
-from reference import registry
+from roialign_suite import impl
+from roialign_suite.properties.fuzz import corpus, planted
+from roialign_suite.properties.fuzz.redis_server import LocalRedis, redis_server_missing
+from roialign_suite.properties.fuzz.stats import load_snapshots
+from roialign_suite.properties.fuzz.targets import UNBOUNDED, discrepancy
+from roialign_suite.properties.strategies import RoIAlignCase
+from roialign_suite.reference import registry
 
 REPO = Path(__file__).resolve().parents[1]
-PLANTED = "properties.fuzz.planted:roi_align"
+PLANTED = "roialign_suite.properties.fuzz.planted:roi_align"
 # The property drawing boundary-sample boxes only: the short campaigns need seconds, not minutes.
 NARROW = ["--files", "properties/test_edge_cases.py", "-k", "boundary_sample"]
 # A sample exactly on y == H - 1 = 4: the box spans feature rows 3.5..4.5, one sample per bin.
@@ -77,7 +77,7 @@ def compiled_kernels():
 
 
 def fuzz(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "properties.fuzz", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "roialign_suite.properties.fuzz", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torchvision
 
-import impl
-from impl.levels import DIALECTS, LevelMapper, levels_for_boxes
-from reference import levels as ref_levels
+from roialign_suite import impl
+from roialign_suite.impl.levels import DIALECTS, LevelMapper, levels_for_boxes
+from roialign_suite.reference import levels as ref_levels
 
 K_MIN, K_MAX = 2, 5  # P2-P5, as the FPN box head
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

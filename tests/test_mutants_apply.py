@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from properties.mutation.mutants import MUTANTS, PROPERTY_SUITES, UNIT_SUITES, Mutant, MutantDoesNotApply
+from roialign_suite.properties.mutation.mutants import MUTANTS, PROPERTY_SUITES, UNIT_SUITES, Mutant, MutantDoesNotApply
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-import impl
-from impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales, pyramid_levels
-from reference import levels as ref_levels
-from properties.tolerances import gamma, unit_roundoff
-from reference import pooler as ref_pooler
+from roialign_suite import impl
+from roialign_suite.impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales, pyramid_levels
+from roialign_suite.reference import levels as ref_levels
+from roialign_suite.properties.tolerances import gamma, unit_roundoff
+from roialign_suite.reference import pooler as ref_pooler
 
 SCALES = (0.25, 0.125, 0.0625, 0.03125)
 IMAGE = (64, 80)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchvision
 
-import impl
-import reference
+from roialign_suite import impl
+from roialign_suite import reference
 
 BOTH_CONVENTIONS = pytest.mark.parametrize("aligned", [False, True], ids=["legacy", "aligned"])
 

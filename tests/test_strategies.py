@@ -1,7 +1,7 @@
 """The strategies keep their own promises (a property is only as good as what it draws)."""
 from hypothesis import given, settings
 
-from properties.strategies import INSIDE, roi_align_cases
+from roialign_suite.properties.strategies import INSIDE, roi_align_cases
 
 
 # Drawing is cheap (nothing runs a kernel), so this one draws far more than the profile.

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from properties.fuzz import plugin
-from properties.fuzz.campaign import REPO, Campaign, Runner, default_files
+from roialign_suite.properties.fuzz import plugin
+from roialign_suite.properties.fuzz.campaign import REPO, Campaign, Runner, default_files
 
 
 def campaign_parser() -> argparse.ArgumentParser:
@@ -88,7 +88,7 @@ def run_hypofuzz(args, campaign: Campaign) -> Optional[str]:
     runner = Runner(campaign)
     env = runner.environment(runner.workers[0], campaign.seed)
     command = ["hypothesis", "fuzz", "--host", "127.0.0.1", "-n", str(args.workers), "--",
-               *campaign.files, "-p", "properties.fuzz.plugin", "--hypothesis-profile", plugin.PROFILE,
+               *campaign.files, "-p", "roialign_suite.properties.fuzz.plugin", "--hypothesis-profile", plugin.PROFILE,
                *campaign.pytest_args]
     print(f"[fuzz] {' '.join(command)} for {campaign.budget_s:.0f} s (progress: http://127.0.0.1:9999)")
     process = subprocess.Popen(command, cwd=REPO, env=env)
@@ -111,7 +111,7 @@ def main_campaign(argv: List[str]) -> int:
     )
     server = None
     if args.start_redis:
-        from properties.fuzz.redis_server import LocalRedis
+        from roialign_suite.properties.fuzz.redis_server import LocalRedis
 
         server = LocalRedis().start()
         campaign.database = server.url
@@ -140,7 +140,7 @@ def main_accept(argv: List[str]) -> int:
     p.add_argument("--reason", required=True, help="why this divergence is accepted")
     p.add_argument("--implementation", help="the diverging implementation (default: the one found failing)")
     args = p.parse_args(argv)
-    from properties.fuzz.corpus import accept
+    from roialign_suite.properties.fuzz.corpus import accept
 
     marked = accept(args.file, args.reason, args.implementation)
     print(f"{args.file}: marked as a known divergence of {', '.join(sorted(set(marked)))}; still diverges as recorded")

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from properties.fuzz import plugin
-from properties.fuzz.stats import Totals, load_snapshots, merge, progress_line, summary_text
+from roialign_suite.properties.fuzz import plugin
+from roialign_suite.properties.fuzz.stats import Totals, load_snapshots, merge, progress_line, summary_text
 
 REPO = Path(__file__).resolve().parents[2]
 PROPERTIES_DIR = REPO / "properties"
@@ -94,7 +94,7 @@ class Runner:
         return random.Random(f"{self.c.seed}-{worker.index}-{worker.rounds}").getrandbits(32)
 
     def command(self) -> List[str]:
-        return [sys.executable, "-m", "pytest", *self.c.files, "-p", "properties.fuzz.plugin",
+        return [sys.executable, "-m", "pytest", *self.c.files, "-p", "roialign_suite.properties.fuzz.plugin",
                 "-p", "no:cacheprovider", "--hypothesis-profile", plugin.PROFILE,
                 "-q", "--no-header", "--tb=line", "-rN", *self.c.pytest_args]
 

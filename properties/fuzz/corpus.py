@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from properties.strategies import RoIAlignCase, case_for
-from properties.test_corpus import PROPERTIES, case_from_entry, check_still_diverges
-from properties.tolerances import forward_oracle
-from reference import registry
+from roialign_suite.properties.strategies import RoIAlignCase, case_for
+from roialign_suite.properties.test_corpus import PROPERTIES, case_from_entry, check_still_diverges
+from roialign_suite.properties.tolerances import forward_oracle
+from roialign_suite.reference import registry
 
 # The corpus properties a finding is checked against (canonical names; test_corpus has aliases).
 REPLAYED = ("forward_matches_reference", "backward_matches_reference", "adjoint_identity")

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-import impl
-from impl.inputs import BoxesArg, output_size_pair, rois_from_boxes
-from reference.roi_align import roi_geometry, sample_points
+from roialign_suite import impl
+from roialign_suite.impl.inputs import BoxesArg, output_size_pair, rois_from_boxes
+from roialign_suite.reference.roi_align import roi_geometry, sample_points
 
 
 def bins_with_a_sample_on_the_last_row(rois: Tensor, height: int, pooled, spatial_scale: float,

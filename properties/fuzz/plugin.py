@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.internal.observability import add_observability_callback, remove_observability_callback
 
-from properties.fuzz.stats import Finding, PropertyStats, Snapshot
+from roialign_suite.properties.fuzz.stats import Finding, PropertyStats, Snapshot
 
 PROFILE = "fuzz"
 STATS_ENV = "ROIALIGN_FUZZ_STATS"
@@ -125,7 +125,7 @@ class FuzzRound:
             self.snapshot.findings.append(self.finding(item, observation))
 
     def finding(self, item, observation) -> Finding:
-        from properties.fuzz import corpus  # imports the property suite: only once something failed
+        from roialign_suite.properties.fuzz import corpus  # imports the property suite: only once something failed
 
         implementation = _implementation_of(item)
         message = _exception_text(observation.metadata.traceback)
@@ -197,7 +197,7 @@ def seed_hypothesis(seed: int) -> None:
 def pytest_configure(config):
     global _round
     if not os.environ.get(STATS_ENV):
-        raise pytest.UsageError(f"properties.fuzz.plugin is run by python -m properties.fuzz (needs env {STATS_ENV})")
+        raise pytest.UsageError(f"roialign_suite.properties.fuzz.plugin is run by python -m roialign_suite.properties.fuzz (needs env {STATS_ENV})")
     _round = FuzzRound()
     seed_hypothesis(_round.snapshot.seed)
     add_observability_callback(_round.observe)

@@ -29,14 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from properties.mutation import plugin, smoke
-from properties.mutation.mutants import KERNELS, MUTANTS, Mutant, by_id
+from roialign_suite.properties.mutation import plugin, smoke
+from roialign_suite.properties.mutation.mutants import KERNELS, MUTANTS, Mutant, by_id
 
 REPO = Path(__file__).resolve().parents[2]
 # What a mutant's copy holds: the packages and tests, and pyproject.toml for pytest's configuration.
 COPIED = ("impl", "reference", "properties", "tests", "benchmarks", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".hypothesis", ".pytest_cache")
-PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "properties.mutation.plugin")
+PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.properties.mutation.plugin")
 OUTPUT_TAIL = 3000  # characters of a run's output kept for mutants that are not caught
 
 CAUGHT, SURVIVED, INVALID, ERROR = "CAUGHT", "SURVIVED", "INVALID", "ERROR"
@@ -184,7 +184,7 @@ def check_mutant(
     try:
         numba_cache = slot.prepare(mutant)
         env = mutant_env(mutant, slot, numba_cache, numba_opt)
-        smoked = run_process([sys.executable, "-m", "properties.mutation.smoke", str(slot.src)], slot.src, env, timeout)
+        smoked = run_process([sys.executable, "-m", "roialign_suite.properties.mutation.smoke", str(slot.src)], slot.src, env, timeout)
         result.smoke_output = smoked.output[-OUTPUT_TAIL:]
         result.smoke_seconds = smoked.seconds
         if smoked.timed_out:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from properties.mutation.smoke import shadowing_problem
+from roialign_suite.properties.mutation.smoke import shadowing_problem
 
 ROOT_ENV = "ROIALIGN_MUTANT_ROOT"
 
@@ -20,13 +20,13 @@ ROOT_ENV = "ROIALIGN_MUTANT_ROOT"
 def pytest_configure(config):
     root = os.environ.get(ROOT_ENV)
     if not root:
-        raise pytest.UsageError(f"properties.mutation.plugin needs env {ROOT_ENV} (the mutated copy)")
+        raise pytest.UsageError(f"roialign_suite.properties.mutation.plugin needs env {ROOT_ENV} (the mutated copy)")
     problem = shadowing_problem(Path(root))
     if problem:
         raise pytest.UsageError(problem)
 
 
 def pytest_report_header(config):
-    import impl
+    from roialign_suite import impl
 
     return [f"mutant {os.environ.get('ROIALIGN_MUTANT_ID', '?')}: impl from {impl.__file__}"]

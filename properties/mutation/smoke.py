@@ -21,8 +21,8 @@ SHADOW_ERROR = 3
 
 def shadowing_problem(root: Path):
     """``None`` if ``impl`` and ``reference`` are imported from ``root``, else what is wrong."""
-    import impl
-    import reference
+    from roialign_suite import impl
+    from roialign_suite import reference
 
     for module in (impl, reference):
         where = Path(module.__file__).resolve()
@@ -34,11 +34,11 @@ def shadowing_problem(root: Path):
 def exercise() -> None:
     import torch
 
-    import impl
-    import reference
-    from impl import levels as impl_levels
-    from reference import levels as ref_levels
-    from reference import pooler as ref_pooler
+    from roialign_suite import impl
+    from roialign_suite import reference
+    from roialign_suite.impl import levels as impl_levels
+    from roialign_suite.reference import levels as ref_levels
+    from roialign_suite.reference import pooler as ref_pooler
 
     boxes64 = torch.tensor([[0, 1.0, 1.5, 6.0, 7.0], [1, 2.5, 2.0, 9.0, 7.5]], dtype=torch.float64)
     for dtype in (torch.float32, torch.float64):
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return SHADOW_ERROR
-    import impl
+    from roialign_suite import impl
 
     print(f"impl imported from {impl.__file__}")
     exercise()
