@@ -20,7 +20,7 @@ from torch import Tensor
 
 from roialign_suite import impl
 from roialign_suite.benchmarks.workloads import Inputs, Workload
-from roialign_suite.reference import registry
+from roialign_suite.properties import implementations as registry
 from roialign_suite.reference.pooler import TorchvisionPooler
 
 # Registry entries never timed, with the reason.

@@ -37,7 +37,7 @@ import pytest
 from hypothesis import settings
 
 from roialign_suite.properties import profiles
-from roialign_suite.reference import registry
+from roialign_suite.properties import implementations as registry
 
 profiles.load()
 

@@ -11,7 +11,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, boxes_with_negative_grid, note_reproduction, roi_align_cases
-from roialign_suite.properties.test_differential import check_backward_matches_reference, check_forward_matches_reference
+from roialign_suite.properties.checks import check_backward_matches_reference, check_forward_matches_reference
 
 EDGE_KINDS = ["outside", "huge", "degenerate", "inverted", "tiny", "border", "boundary_sample", "level_threshold"]
 

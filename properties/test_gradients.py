@@ -6,46 +6,21 @@ skip these with that reason.
 from __future__ import annotations
 
 import numba
-import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roialign_suite.properties.fuzz.targets import target_discrepancy
-from roialign_suite.properties.strategies import DTYPES, INSIDE, RoIAlignCase, roi_align_cases, case_for
-from roialign_suite.properties.test_differential import check_backward_matches_reference, grad_output_for, input_gradient
+from roialign_suite.properties.strategies import DTYPES, INSIDE, case_for, roi_align_cases
+from roialign_suite.properties.checks import (
+    check_adjoint_identity,
+    check_backward_matches_reference,
+    grad_output_for,
+    input_gradient,
+    overlapping,
+    require_differentiable,
+)
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
-from roialign_suite.reference import registry
-
-
-def require_differentiable(implementation) -> None:
-    if not getattr(implementation, "differentiable", True):
-        pytest.skip(f"{implementation.name} is forward-only (differentiable=False)")
-
-
-def check_adjoint_identity(implementation, case: RoIAlignCase, grad_seed: int) -> None:
-    """``<roi_align(x), g> == <x, roi_align_backward(g)>`` (float64)."""
-    case = case_for(implementation, case)
-    features = case.features().requires_grad_(True)
-    g = grad_output_for(case, grad_seed)
-    out = case.run(implementation.roi_align, features=features)
-    (grad,) = torch.autograd.grad(out, features, g)
-    forward_side = float((out.detach().double() * g.double()).sum())
-    backward_side = float((features.detach().double() * grad.double()).sum())
-    # Both sides are the same sum over taps of w * x * g, whatever coordinates the
-    # implementation computes (as long as forward and backward agree); each errs by
-    # at most gamma(taps per element + elements summed) * sum |w x g|, and with
-    # non-negative weights sum |w x g| = <roi_align(|x|), |g|> (its own forward).
-    magnitude = case.run(implementation.roi_align, features=features.detach().abs()).double()
-    scale = float((magnitude * g.double().abs()).sum())
-    terms = 4 * case.num_samples() + out.numel() + features.numel() + 8
-    bound = 2 * gamma(terms, unit_roundoff(DTYPES[case.dtype])) * scale
-    target_discrepancy(f"{implementation.name} adjoint", torch.tensor(abs(forward_side - backward_side)),
-                       torch.tensor(bound))
-    assert abs(forward_side - backward_side) <= bound, (
-        f"<f(x), g> = {forward_side!r} but <x, f^T g> = {backward_side!r}: "
-        f"difference {abs(forward_side - backward_side):.3g} > bound {bound:.3g}"
-    )
+from roialign_suite.properties import implementations as registry
 
 
 ADJOINT_CASES = roi_align_cases(dtype_names=("float64",))
@@ -78,14 +53,6 @@ def test_gradcheck(implementation, case):
     assert torch.autograd.gradcheck(
         lambda x: implementation.roi_align(x, rois, *case.params()), (features,), fast_mode=True
     )
-
-
-def overlapping(case: RoIAlignCase) -> RoIAlignCase:
-    """Add, for every box, a copy half a feature pixel away on the next image: boxes overlap on every image."""
-    n = case.shape[0]
-    step = 0.5 / case.spatial_scale
-    extra = tuple(((b + 1) % n, x1 + step, y1 + step, x2 + step, y2 + step) for b, x1, y1, x2, y2 in case.boxes)
-    return case.replace(boxes=case.boxes + extra)
 
 
 @given(case=roi_align_cases(min_images=2, min_boxes=1, max_boxes=3).map(overlapping), grad_seed=st.integers(0, 2**16))

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from roialign_suite import impl
 from roialign_suite.impl.levels import DIALECTS, levels_for_boxes
 from roialign_suite.reference import levels as ref_levels
-from roialign_suite.reference.registry import load_object
+from roialign_suite.properties.implementations import load_object
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Each dialect's legacy +1 on box sides (written here, not taken from impl).

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 
 from roialign_suite.properties.strategies import RoIAlignCase, roi_align_cases
-from roialign_suite.properties.test_differential import check_forward_matches_reference
-from roialign_suite.reference import registry
+from roialign_suite.properties.checks import check_forward_matches_reference
+from roialign_suite.properties import implementations as registry
 
 RUNTIME_NAMES = ["onnxruntime", "openvino"]
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from roialign_suite import reference
-from roialign_suite.properties.fuzz.targets import target_discrepancy
+from roialign_suite.properties.discrepancy import target_discrepancy
 from roialign_suite.reference.roi_align import roi_align_backward, sample_points
 
 UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}

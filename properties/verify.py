@@ -18,7 +18,7 @@ from typing import List
 import torch
 
 from roialign_suite import reference
-from roialign_suite.reference import registry
+from roialign_suite.properties import implementations as registry
 
 # Worst absolute error allowed on this workload (features in [0, 4), the
 # reference fed the same dtype-rounded inputs): float64 sums of <= 16 terms

@@ -4,7 +4,7 @@
 - ``torchvision_ops``: torchvision's CPU and CUDA kernels behind our interface.
 - ``levels``: each FPN level-assignment dialect per box in float64; torchvision's LevelMapper adapter.
 - ``pooler``: the multi-level pooler on the float64 parts; torchvision's MultiScaleRoIAlign adapter.
-- ``registry``: the named implementations the properties and benchmarks iterate over.
+
 """
 from roialign_suite.reference.roi_align import RoIAlign, roi_align
 from roialign_suite.reference import levels, pooler

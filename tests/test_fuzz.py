@@ -23,9 +23,9 @@ from roialign_suite import impl
 from roialign_suite.properties.fuzz import corpus, planted
 from roialign_suite.properties.fuzz.redis_server import LocalRedis, redis_server_missing
 from roialign_suite.properties.fuzz.stats import load_snapshots
-from roialign_suite.properties.fuzz.targets import UNBOUNDED, discrepancy
+from roialign_suite.properties.discrepancy import UNBOUNDED, discrepancy
 from roialign_suite.properties.strategies import RoIAlignCase
-from roialign_suite.reference import registry
+from roialign_suite.properties import implementations as registry
 
 REPO = Path(__file__).resolve().parents[1]
 PLANTED = "roialign_suite.properties.fuzz.planted:roi_align"

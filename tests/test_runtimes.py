@@ -12,7 +12,8 @@ import pathlib
 import pytest
 import torch
 
-from roialign_suite.reference import registry, runtimes
+from roialign_suite.properties import implementations as registry
+from roialign_suite.reference import runtimes
 
 RUNTIME_NAMES = ["onnxruntime", "openvino"]
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "properties" / "corpus" / "known_divergences"
@@ -164,6 +165,6 @@ def test_every_runtime_has_recorded_divergences():
 
 @pytest.mark.parametrize("entry_json", _known_divergences())
 def test_known_divergence_still_diverges(entry_json):
-    from roialign_suite.properties.test_corpus import case_from_entry, check_still_diverges
+    from roialign_suite.properties.replay import case_from_entry, check_still_diverges
 
     check_still_diverges(runtime(entry_json["implementation"]), case_from_entry(entry_json), entry_json)

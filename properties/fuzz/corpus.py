@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from roialign_suite.properties.strategies import RoIAlignCase, case_for
-from roialign_suite.properties.test_corpus import PROPERTIES, case_from_entry, check_still_diverges
+from roialign_suite.properties.replay import PROPERTIES, case_from_entry, check_still_diverges
 from roialign_suite.properties.tolerances import forward_oracle
-from roialign_suite.reference import registry
+from roialign_suite.properties import implementations as registry
 
 # The corpus properties a finding is checked against (canonical names; test_corpus has aliases).
 REPLAYED = ("forward_matches_reference", "backward_matches_reference", "adjoint_identity")
