@@ -1,22 +1,33 @@
-"""Argument checking shared by every RoIAlign front end in the suite.
+"""Argument checks of our RoIAlign: front-end checks and the data checks the operator runs.
+
+Front end (``impl.roi_align``, ``impl.Pooler``): the kind, shape, dtype and
+device of every argument, from metadata only, so they cost nothing under
+``torch.compile`` and ``torch.export``. The functions taking tensors are
+TorchScript-compatible (``torch.jit.script`` of ``impl.RoIAlign``); Python
+number checks are skipped when scripting, where annotations already type them.
+
+Inside the operator (``check_roi_values``, on the CPU kernel's float64 copy
+of the RoIs): finite coordinates, batch indices that are integers in
+``[0, N)``, levels in range, adaptive grids of bounded size. These need the
+data, so they live in the kernel, where they break no graph.
 
 Each check raises ``TypeError`` (wrong kind or dtype) or ``ValueError`` (wrong
-value, shape or device) with a message that names the argument and, for boxes,
-the first offending row. The kernels rely on these checks: after them every
-batch index is an in-range integer and every coordinate is finite.
+value, shape or device) naming the argument and, for boxes, the first
+offending row. After them the kernels can trust every index they compute.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
-BoxesArg = Union[Tensor, Sequence[Tensor]]
+BoxesArg = Union[Tensor, List[Tensor]]
 
-FLOAT_DTYPES = (torch.float32, torch.float64)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # Adaptive sampling takes ceil(roi_size / pooled) samples per bin and axis;
 # past this many the work is unbounded (a 1e30-pixel box), so it is rejected.
@@ -36,7 +47,7 @@ def output_size_pair(output_size) -> Tuple[int, int]:
             raise TypeError(f"output_size must hold ints, got {output_size!r}")
         if side <= 0:
             raise ValueError(f"output_size must be positive, got {output_size!r}")
-    return int(pair[0]), int(pair[1])
+    return pair[0], pair[1]
 
 
 def check_spatial_scale(spatial_scale) -> float:
@@ -56,94 +67,97 @@ def check_sampling_ratio(sampling_ratio) -> int:
     return int(sampling_ratio)
 
 
-def check_features(input: Tensor, dtypes=FLOAT_DTYPES) -> None:
-    """``input`` must be a ``[N, C, H, W]`` floating tensor with N, H, W >= 1."""
-    if not isinstance(input, Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+def check_features(input: Tensor, what: str = "input", cpu_only: bool = True) -> None:
+    """``input`` must be a ``[N, C, H, W]`` floating tensor (any size may be 0), on the CPU (or meta)
+    unless ``cpu_only`` is False."""
+    if not torch.jit.is_scripting():
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{what} must be a torch.Tensor, got {type(input).__name__}")
     if input.dim() != 4:
-        raise ValueError(f"input must have shape [N, C, H, W], got shape {tuple(input.shape)}")
-    if input.dtype not in dtypes:
-        names = ", ".join(str(d) for d in dtypes)
-        raise TypeError(f"input dtype must be one of {names}, got {input.dtype}")
-    n, _, h, w = input.shape
-    if n == 0 or h == 0 or w == 0:
-        raise ValueError(f"input must have N, H, W >= 1, got shape {tuple(input.shape)}")
+        raise ValueError(f"{what} must have shape [N, C, H, W], got shape {list(input.shape)}")
+    if input.dtype not in [torch.float16, torch.bfloat16, torch.float32, torch.float64]:  # FLOAT_DTYPES
+        raise TypeError(f"{what} dtype must be float16, bfloat16, float32 or float64, got {input.dtype}")
+    if cpu_only and input.device.type != "cpu" and input.device.type != "meta":
+        raise ValueError(f"impl.roi_align runs on the CPU; {what} is on {input.device}")
 
 
 def rois_from_boxes(boxes: BoxesArg, input: Tensor) -> Tensor:
-    """Boxes as ``Tensor[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)``.
+    """Boxes as ``Tensor[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` of ``input``'s dtype and device.
 
     ``boxes`` is either that tensor or a list of per-image ``Tensor[L, 4]``
-    (image ``i`` gets batch index ``i``). The result has ``input``'s dtype and
-    device; every coordinate is finite and every batch index is an integer in
-    ``[0, N)``, or a ``ValueError`` names the first row that is not.
+    (image ``i`` gets batch index ``i``). Shapes, dtypes and devices are
+    checked here; the values inside the operator (:func:`check_roi_values`).
     """
     if isinstance(boxes, Tensor):
-        _check_box_tensor(boxes, input, columns=5, what="boxes")
-        rois = boxes
-    elif isinstance(boxes, (list, tuple)):
+        _check_box_tensor(boxes, input, 5, "boxes")
+        return boxes
+    if not torch.jit.is_scripting():
+        if not isinstance(boxes, (list, tuple)):
+            raise TypeError(f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}")
         for i, per_image in enumerate(boxes):
             if not isinstance(per_image, Tensor):
                 raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(per_image).__name__}")
-            _check_box_tensor(per_image, input, columns=4, what=f"boxes[{i}]")
-        if len(boxes) == 0:
-            rois = input.new_zeros((0, 5))
-        else:
-            rois = torch.cat(
-                [
-                    torch.cat([torch.full_like(b[:, :1], i), b], dim=1)
-                    for i, b in enumerate(boxes)
-                ]
-            )
-    else:
-        raise TypeError(
-            "boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], "
-            f"got {type(boxes).__name__}"
-        )
-    _check_box_values(rois, input.shape[0])
-    return rois
+    if len(boxes) == 0:
+        return input.new_zeros((0, 5))
+    rows: List[Tensor] = []
+    for i, per_image in enumerate(boxes):
+        _check_box_tensor(per_image, input, 4, f"boxes[{i}]")
+        rows.append(torch.cat([torch.full_like(per_image[:, :1], i), per_image], dim=1))
+    return torch.cat(rows)
 
 
 def _check_box_tensor(boxes: Tensor, input: Tensor, columns: int, what: str) -> None:
     if boxes.dim() != 2 or boxes.shape[1] != columns:
-        raise ValueError(f"{what} must have shape [K, {columns}], got shape {tuple(boxes.shape)}")
+        raise ValueError(f"{what} must have shape [K, {columns}], got shape {list(boxes.shape)}")
     if boxes.dtype != input.dtype:
         raise TypeError(f"{what} dtype {boxes.dtype} does not match input dtype {input.dtype}")
     if boxes.device != input.device:
-        raise ValueError(f"{what} are on {boxes.device} but input is on {input.device}")
+        raise ValueError(f"{what} are on device {boxes.device} but input is on device {input.device}")
 
 
-def _check_box_values(rois: Tensor, num_images: int) -> None:
+def check_roi_values(rois: np.ndarray, levels: np.ndarray, num_images: int, num_levels: int,
+                     scales: Sequence[float], pooled: Tuple[int, int], sampling_ratio: int, aligned: bool) -> None:
+    """The data checks, run by the operator on its float64 copy: ``rois`` ``[K, 5]``, ``levels`` ``[K]``.
+
+    Every coordinate finite, every batch index an integer in ``[0, num_images)``,
+    every level in ``[0, num_levels)``, and (adaptive sampling) no grid above
+    :data:`MAX_GRID` samples per axis; else ``ValueError`` naming the first row.
+    """
     if rois.shape[0] == 0:
         return
-    finite = torch.isfinite(rois).all(dim=1)
-    if not bool(finite.all()):
-        row = int((~finite).nonzero()[0, 0])
+    bad = ~np.isfinite(rois).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise ValueError(f"boxes row {row} has non-finite values: {rois[row].tolist()}")
     index = rois[:, 0]
-    bad = (index != torch.floor(index)) | (index < 0) | (index >= num_images)
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0, 0])
+    bad = (index != np.floor(index)) | (index < 0) | (index >= num_images)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"boxes row {row} has batch index {float(index[row])!r}; it must be an integer in [0, {num_images})")
+    bad = (levels < 0) | (levels >= num_levels)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"levels[{row}] = {int(levels[row])} is not a level of {num_levels} feature maps")
+    if sampling_ratio > 0:
+        return
+    offset = 0.5 if aligned else 0.0
+    scale = np.asarray(scales, dtype=np.float64)[levels]
+    roi_w = (rois[:, 3] * scale - offset) - (rois[:, 1] * scale - offset)
+    roi_h = (rois[:, 4] * scale - offset) - (rois[:, 2] * scale - offset)
+    grid = np.maximum(roi_h / pooled[0], roi_w / pooled[1])
+    bad = grid > MAX_GRID
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"boxes row {row} has batch index {index[row].item()!r}; "
-            f"it must be an integer in [0, {num_images})"
+            f"boxes row {row} ({rois[row].tolist()}) needs an adaptive sampling grid of {grid[row]:.3g} samples "
+            f"per axis (limit {MAX_GRID}); pass a fixed sampling_ratio or a smaller box"
         )
 
+
+# --- kept for reference/ until it has its own front end -----------------------------
 
 def check_adaptive_grid(rois: Tensor, pooled, spatial_scale: float, sampling_ratio: int, aligned: bool) -> None:
     """Reject RoIs whose adaptive grid would need more than ``MAX_GRID`` samples per axis."""
-    if sampling_ratio > 0 or rois.shape[0] == 0:
-        return
-    offset = 0.5 if aligned else 0.0
-    r = rois.detach().double()
-    roi_w = (r[:, 3] * spatial_scale - offset) - (r[:, 1] * spatial_scale - offset)
-    roi_h = (r[:, 4] * spatial_scale - offset) - (r[:, 2] * spatial_scale - offset)
-    grid = torch.maximum(roi_h / pooled[0], roi_w / pooled[1])
-    too_big = grid > MAX_GRID
-    if bool(too_big.any()):
-        row = int(too_big.nonzero()[0, 0])
-        raise ValueError(
-            f"boxes row {row} ({rois[row].tolist()}) needs an adaptive sampling grid of "
-            f"{float(grid[row]):.3g} samples per axis (limit {MAX_GRID}); "
-            "pass a fixed sampling_ratio or a smaller box"
-        )
+    r = rois.detach().double().cpu().numpy()
+    check_roi_values(r, np.zeros(r.shape[0], dtype=np.int64), int(2**62), 1, [spatial_scale], pooled,
+                     sampling_ratio, aligned)

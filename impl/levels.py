@@ -44,7 +44,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
-FLOAT_DTYPES = (torch.float32, torch.float64)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -102,17 +102,29 @@ def check_canonical(canonical_scale, canonical_level, eps) -> None:
 
 
 def check_level_boxes(boxes: Tensor, what: str = "boxes") -> None:
-    """``boxes`` must be a float32/float64 ``Tensor[K, 4]`` of finite ``(x1, y1, x2, y2)``."""
+    """``boxes`` must be a floating ``Tensor[K, 4]`` of ``(x1, y1, x2, y2)`` (finiteness: :func:`check_finite_boxes`)."""
     if not isinstance(boxes, Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(boxes).__name__}")
     if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{what} must have shape [K, 4], got shape {tuple(boxes.shape)}")
+        raise ValueError(f"{what} must have shape [K, 4], got shape {list(boxes.shape)}")
     if boxes.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{what} dtype must be float32 or float64, got {boxes.dtype}")
+        raise TypeError(f"{what} dtype must be float16, bfloat16, float32 or float64, got {boxes.dtype}")
+
+
+def check_finite_boxes(boxes: Tensor, rows_per_image: Sequence[int] = ()) -> None:
+    """Every coordinate finite, or ``ValueError`` naming the first row (run inside the ``fpn_levels``
+    operator): ``boxes row k``, or ``boxlists[i] row j`` when the boxes are per-image lists of
+    ``rows_per_image`` rows each, concatenated."""
     finite = torch.isfinite(boxes).all(dim=1)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0, 0])
-        raise ValueError(f"{what} row {row} has non-finite values: {boxes[row].tolist()}")
+        where = f"boxes row {row}"
+        for image, count in enumerate(rows_per_image):
+            if row < count:
+                where = f"boxlists[{image}] row {row}"
+                break
+            row -= count
+        raise ValueError(f"{where} has non-finite values: {boxes.detach()[int((~finite).nonzero()[0, 0])].tolist()}")
 
 
 def dialect_areas(boxes: Tensor, dialect: Dialect) -> Tensor:
@@ -133,24 +145,39 @@ def levels_for_boxes(
     canonical_level: int = 4,
     eps: Optional[float] = None,
     dialect="torchvision",
+    rows_per_image: Sequence[int] = (),
 ) -> Tensor:
     """0-based FPN level of each box: ``Tensor[K, 4]`` (image pixels) -> int64 ``Tensor[K]``.
 
     ``eps=None`` takes the dialect's eps. See the module docstring for the
-    formula, the dtype it runs in and the rules for degenerate boxes.
+    formula, the dtype it runs in and the rules for degenerate boxes. Runs as
+    the ``torch.ops.roialign_suite.fpn_levels`` operator, so the finiteness
+    check (which needs the data) breaks no ``torch.compile`` graph.
     """
     spec = get_dialect(dialect)
     eps = spec.eps if eps is None else eps
     check_level_range(k_min, k_max)
     check_canonical(canonical_scale, canonical_level, eps)
     check_level_boxes(boxes)
-    areas = dialect_areas(boxes.detach(), spec)
+    return torch.ops.roialign_suite.fpn_levels(
+        boxes.detach(), k_min, k_max, float(canonical_scale), canonical_level, float(eps), spec.name,
+        list(rows_per_image),
+    )
+
+
+def level_formula(boxes: Tensor, k_min: int, k_max: int, canonical_scale: float, canonical_level: int,
+                  eps: float, dialect: Dialect) -> Tensor:
+    """The dialect's formula on finite boxes, in their dtype (float16/bfloat16 in float32, as
+    torchvision's ``box_area`` upcasts them: a 256-pixel box's area overflows float16)."""
+    if boxes.dtype in (torch.float16, torch.bfloat16):
+        boxes = boxes.float()
+    areas = dialect_areas(boxes, dialect)
     positive = areas > 0  # False for zero, negative and NaN areas
     sizes = torch.sqrt(torch.where(positive, areas, torch.ones_like(areas)))
-    if spec.eps_inside_log:
+    if dialect.eps_inside_log:
         values = canonical_level + torch.log2(sizes / canonical_scale + eps)
     else:
-        values = canonical_level + torch.log2(sizes / canonical_scale) + torch.tensor(eps, dtype=sizes.dtype)
+        values = canonical_level + torch.log2(sizes / canonical_scale) + torch.full_like(sizes, eps)
     levels = torch.clamp(torch.floor(values), min=k_min, max=k_max).to(torch.int64)
     levels = torch.where(positive, levels, torch.full_like(levels, k_min))
     return levels - k_min
@@ -185,7 +212,8 @@ class LevelMapper:
 
     def __call__(self, boxlists: Sequence[Tensor]) -> Tensor:
         boxes = concat_box_lists(boxlists)
-        return levels_for_boxes(boxes, self.k_min, self.k_max, self.s0, self.lvl0, self.eps, self.dialect)
+        return levels_for_boxes(boxes, self.k_min, self.k_max, self.s0, self.lvl0, self.eps, self.dialect,
+                                [b.shape[0] for b in boxlists])
 
     def __repr__(self) -> str:
         return (

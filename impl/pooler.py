@@ -15,14 +15,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from roialign_suite.impl.inputs import (
-    BoxesArg,
-    check_adaptive_grid,
-    check_features,
-    check_sampling_ratio,
-    output_size_pair,
-    rois_from_boxes,
-)
+from roialign_suite.impl.inputs import BoxesArg, check_features, check_sampling_ratio, output_size_pair, rois_from_boxes
 from roialign_suite.impl.levels import check_canonical, get_dialect, levels_for_boxes
 from roialign_suite.impl.roi_align import multilevel_roi_align, roi_align
 
@@ -154,11 +147,6 @@ class Pooler(nn.Module):
         features = self._checked_features(features)
         rois = rois_from_boxes(boxes, features[0])
         levels = self.levels(rois)
-        if self.sampling_ratio <= 0:
-            for level, scale in enumerate(self.scales):
-                # Checked on all rows (others zeroed) so an error names the caller's row.
-                masked = torch.where((levels == level)[:, None], rois, torch.zeros_like(rois))
-                check_adaptive_grid(masked, self.output_size, scale, self.sampling_ratio, self.aligned)
         if self.roi_align is roi_align:
             # Our kernel pools every level in one pass.
             return multilevel_roi_align(
@@ -178,7 +166,7 @@ class Pooler(nn.Module):
         if len(features) != len(self.scales):
             raise ValueError(f"features has {len(features)} levels but the pooler has {len(self.scales)} scales")
         for i, feature in enumerate(features):
-            check_features(feature)
+            check_features(feature, f"features[{i}]", cpu_only=self.roi_align is roi_align)
             first = features[0]
             if feature.shape[:2] != first.shape[:2] or feature.dtype != first.dtype or feature.device != first.device:
                 raise ValueError(

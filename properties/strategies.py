@@ -538,7 +538,7 @@ def bad_inputs(draw):
     kind = draw(st.sampled_from([
         "non_finite", "batch_index_high", "batch_index_negative", "batch_index_fraction",
         "boxes_columns", "boxes_1d", "list_columns", "boxes_dtype", "input_3d", "input_int",
-        "output_size_zero", "spatial_scale_bad", "sampling_ratio_float", "input_empty",
+        "output_size_zero", "spatial_scale_bad", "sampling_ratio_float", "boxes_device",
     ]))
     if kind == "non_finite":
         column = draw(st.integers(1, 4))
@@ -579,4 +579,5 @@ def bad_inputs(draw):
     if kind == "sampling_ratio_float":
         return BadInput("sampling_ratio 2.0", features, rois, sampling_ratio=2.0, error=TypeError,
                         message=("sampling_ratio",))
-    return BadInput("input with H = 0", features[:, :, :0], rois, message=("input",))
+    return BadInput("boxes on another device (meta) than input (cpu)", features, rois.to("meta"),
+                    message=("boxes", "device", "meta"))

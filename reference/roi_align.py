@@ -227,7 +227,7 @@ def roi_align(
     Computes in float64 whatever the input dtype and returns the input's
     dtype and device; differentiable with respect to ``input``.
     """
-    check_features(input, dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
+    check_features(input)
     rois = rois_from_boxes(boxes, input)
     pooled = output_size_pair(output_size)
     spatial_scale = check_spatial_scale(spatial_scale)
@@ -239,4 +239,5 @@ def roi_align(
 class RoIAlign(ImplRoIAlign):
     """Module form of the reference :func:`roi_align`, as ``torchvision.ops.RoIAlign``."""
 
-    roi_align = staticmethod(roi_align)
+    def forward(self, input: Tensor, rois: BoxesArg) -> Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)

@@ -263,7 +263,6 @@ def _bad_feature_cases():
         (good[:3] + [good[3][:1]], ValueError, r"features\[3\] .* does not match"),
         (list(reversed(good)), ValueError, "do not form a pyramid"),
         (good[:1] + [good[0]] + good[2:], ValueError, r"features\[1\] is \(16, 20\) after features\[0\]"),
-        (good[:3] + [good[3][:, :, :0]], ValueError, "N, H, W >= 1"),
     ]
 
 

@@ -257,7 +257,6 @@ def test_malformed_boxes(boxes, error, message):
         (torch.zeros(3, 8, 8), ValueError, r"shape \[N, C, H, W\]"),
         (torch.zeros(2, 3, 8, 8, dtype=torch.int32), TypeError, r"input dtype"),
         (torch.zeros(2, 3, 8, 8, dtype=torch.float16), TypeError, r"input dtype"),
-        (torch.zeros(2, 3, 0, 8), ValueError, r"N, H, W >= 1"),
         (torch.zeros(2, 3, 8, 8).numpy(), TypeError, r"input must be a torch.Tensor"),
     ],
 )
@@ -303,5 +302,5 @@ def test_cuda_input_is_rejected():
 
 def test_device_mismatch_is_rejected():
     x, boxes = _good()
-    with pytest.raises(ValueError, match="are on meta but input is on cpu"):
+    with pytest.raises(ValueError, match="are on device meta but input is on device cpu"):
         impl.roi_align(x, boxes.to("meta"), 2)

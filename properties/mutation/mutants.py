@@ -17,6 +17,7 @@ from typing import Dict, List, Tuple
 
 KERNELS = "impl/kernels.py"
 FRONT_END = "impl/roi_align.py"
+OPS = "impl/ops.py"
 ORACLE = "reference/roi_align.py"
 LEVELS = "impl/levels.py"
 ORACLE_LEVELS = "reference/levels.py"
@@ -26,6 +27,7 @@ POOLER = "impl/pooler.py"
 PROPERTY_SUITES: Dict[str, Tuple[str, ...]] = {
     KERNELS: ("properties",),
     FRONT_END: ("properties",),
+    OPS: ("properties",),
     ORACLE: ("properties",),
     LEVELS: ("properties/test_level_assignment.py", "properties/test_pooler_properties.py"),
     ORACLE_LEVELS: ("properties/test_level_assignment.py", "properties/test_pooler_properties.py"),
@@ -36,6 +38,7 @@ PROPERTY_SUITES: Dict[str, Tuple[str, ...]] = {
 UNIT_SUITES: Dict[str, Tuple[str, ...]] = {
     KERNELS: ("tests/test_roi_align.py",),
     FRONT_END: ("tests/test_roi_align.py",),
+    OPS: ("tests/test_roi_align.py", "tests/test_operator.py"),
     ORACLE: ("tests/test_roi_align.py",),
     LEVELS: ("tests/test_levels.py", "tests/test_pooler.py"),
     ORACLE_LEVELS: ("tests/test_levels.py", "tests/test_pooler.py"),
@@ -223,11 +226,11 @@ MUTANTS: List[Mutant] = [
     ),
     # --- our front end -----------------------------------------------------------------
     Mutant(
-        "front-end-backward-params-swapped", "gradient scaling",
-        "backward unpacks (aligned, sampling_ratio) in the wrong order",
-        FRONT_END,
-        "_, scales, sampling_ratio, aligned = ctx.params",
-        "_, scales, aligned, sampling_ratio = ctx.params",
+        "ops-backward-shape-swapped", "gradient shape",
+        "the autograd rule unpacks the input's (H, W) as (W, H) for the backward operator",
+        OPS,
+        "n, c, h, w = ctx.shape",
+        "n, c, w, h = ctx.shape",
     ),
     # --- the float64 oracle ------------------------------------------------------------
     Mutant(
@@ -301,8 +304,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "levels-canonical-level-minus-one", "level mapper", "torchvision dialect uses k0 - 1",
         LEVELS,
-        "values = canonical_level + torch.log2(sizes / canonical_scale) + torch.tensor(",
-        "values = canonical_level - 1 + torch.log2(sizes / canonical_scale) + torch.tensor(",
+        "values = canonical_level + torch.log2(sizes / canonical_scale) + torch.full_like(",
+        "values = canonical_level - 1 + torch.log2(sizes / canonical_scale) + torch.full_like(",
     ),
     Mutant(
         "levels-clamp-max-short", "level mapper", "levels clamped to k_max - 1 instead of k_max",
