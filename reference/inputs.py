@@ -114,13 +114,13 @@ def _check_box_tensor(boxes, input: Tensor, name: str, columns: int) -> None:
     is boxes of ``input``'s dtype on ``input``'s device."""
     if not isinstance(boxes, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
-    expected = f"[{'K' if columns == 5 else 'L'}, {columns}]"
-    if boxes.dim() != 2 or boxes.shape[1] != columns:
-        raise ValueError(f"{name} must have shape {expected}, got shape {list(boxes.shape)}")
     if boxes.dtype != input.dtype:
         raise TypeError(f"{name} must have input's dtype {input.dtype}, got dtype {boxes.dtype}")
     if boxes.device != input.device:
         raise ValueError(f"{name} must be on input's device {input.device}, got device {boxes.device}")
+    if boxes.dim() != 2 or boxes.shape[1] != columns:
+        expected = f"[{'K' if columns == 5 else 'L'}, {columns}]"
+        raise ValueError(f"{name} must have shape {expected}, got shape {list(boxes.shape)}")
 
 
 def _check_row(row: List[float], where: str, num_images: int) -> None:
