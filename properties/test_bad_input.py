@@ -1,7 +1,9 @@
 """Bad input gets a clear exception naming the argument (and the offending row), never a crash.
 
-Only our implementation promises this (``Implementation.ours``); the
-messages are those of ``impl/inputs.py``.
+Our implementation promises this (``Implementation.ours``; the messages are
+those of ``impl/inputs.py``), and so does the reference, with its own front
+end (``reference/inputs.py``): the oracle never computes a value for input
+outside the contract.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, note
 
+from roialign_suite import reference
 from roialign_suite.impl.inputs import MAX_GRID
 from roialign_suite.properties.strategies import bad_inputs
 
@@ -20,6 +23,15 @@ def test_bad_input_raises_a_clear_error(our_implementation, bad):
         our_implementation.roi_align(
             bad.features, bad.boxes, bad.output_size, bad.spatial_scale, bad.sampling_ratio, bad.aligned
         )
+    for word in bad.message:
+        assert word in str(raised.value), f"{bad.description}: {word!r} not in message {str(raised.value)!r}"
+
+
+@given(bad=bad_inputs())
+def test_the_reference_rejects_bad_input_clearly(bad):
+    note(f"{bad.description}: boxes={bad.boxes!r}")
+    with pytest.raises(bad.error) as raised:
+        reference.roi_align(bad.features, bad.boxes, bad.output_size, bad.spatial_scale, bad.sampling_ratio, bad.aligned)
     for word in bad.message:
         assert word in str(raised.value), f"{bad.description}: {word!r} not in message {str(raised.value)!r}"
 

@@ -185,6 +185,33 @@ def test_gradients_reach_only_the_levels_used(case):
             assert bool(feature.grad[image].any()) == used, (level, image)
 
 
+@given(case=pooler_cases(dtypes=("float64",)), grad_seed=st.integers(0, 2**16))
+def test_pooler_equals_the_reference_pooler(case, grad_seed):
+    # The reference pooler shares no code with ours: each box's level from the float64 formula
+    # (float64 cases on the 1/4 grid are never near a threshold), then reference.roi_align on
+    # that level for that one box. Same float64 sample points; only summation order differs.
+    features = [f.requires_grad_() for f in case.features()]
+    boxes, rois = case.box_lists(), case.rois()
+    _reference_levels(case, rois)
+    reference_pooler = ref_pooler.Pooler(case.output_size, SCALES, case.sampling_ratio, case.aligned, case.dialect,
+                                         **CANONICAL)
+    gen = torch.Generator().manual_seed(grad_seed)
+    grad_output = torch.randn((rois.shape[0], case.channels, case.output_size, case.output_size), generator=gen,
+                              dtype=torch.float64)
+    results = []
+    for pooler in (case.pooler(), reference_pooler):
+        out = pooler(features, boxes)
+        results.append([out.detach()] + list(torch.autograd.grad(out, features, grad_output)))
+    out_magnitude, feature_magnitudes, _ = ref_pooler.magnitudes(reference_pooler, features, boxes, grad_output)
+    # Longest chains: an output bin sums 4 taps per sample; a feature pixel gathers every box's bins.
+    samples = max(_max_samples_per_bin(case), 1)
+    chain = 4 * samples * max(rois.shape[0], 1) * case.output_size**2 + 8
+    bound = 2 * gamma(chain, unit_roundoff(torch.float64))
+    names = ["output"] + [f"grad of level {i}" for i in range(len(SCALES))]
+    for name, a, b, m in zip(names, *results, [out_magnitude] + feature_magnitudes):
+        assert bool(((a - b).abs() <= bound * m).all()), name
+
+
 class PerLevelPooler(Pooler):
     """Our pooler driven level by level: any swapped-in roi_align takes this path (as ``--roi-align`` kernels do)."""
 

@@ -1,10 +1,27 @@
 """FPN level assignment written out per box in float64, and torchvision's mapper behind our interface.
 
-Each dialect's formula (see :mod:`impl.levels`) is spelled out, without
-impl's code or constants, with Python's ``math`` on the box's coordinates
-converted to float64, so for a float32 box it gives the level of the float32
-box's exact coordinates. Degenerate boxes follow impl's documented rule:
-area ``<= 0`` -> the lowest level.
+The level of a box is ``floor(value)`` clamped to ``[k_min, k_max]``, returned
+0-based (``level - k_min``), where ``value`` is one framework's spelling of
+the FPN paper's ``k0 + log2(sqrt(area) / s0)`` (``s0`` the canonical scale,
+``k0`` the canonical level). The three dialects, from their frameworks:
+
+- ``maskrcnn_benchmark``: sides ``x2 - x1 + 1`` and ``y2 - y1 + 1`` (the
+  legacy +1 pixel), eps ``1e-6`` inside the log:
+  ``k0 + log2(sqrt(area) / s0 + eps)``.
+- ``torchvision``: sides ``x2 - x1`` and ``y2 - y1``, eps ``1e-6`` added after
+  the log: ``k0 + log2(sqrt(area) / s0) + eps``.
+- ``detectron2``: sides ``x2 - x1`` and ``y2 - y1``, eps ``1e-8`` inside the
+  log: ``k0 + log2(sqrt(area) / s0 + eps)``.
+
+Each is computed with Python's ``math`` on the box's coordinates converted to
+float64, so for a float32 box it gives the level of the float32 box's exact
+coordinates. Rules outside the frameworks' assumptions (the suite's
+definition): an area ``<= 0`` (after the dialect's +1; a box inverted along
+one axis) gets the lowest level; a box inverted along both axes has a positive
+area and is levelled as its mirror image.
+
+A dialect is given by name, or by anything with a ``.name`` attribute holding
+one (such as ``impl.levels.Dialect``, which this module does not import).
 """
 from __future__ import annotations
 
@@ -15,7 +32,44 @@ import torch
 import torchvision
 from torch import Tensor
 
-from roialign_suite.impl.levels import check_canonical, check_level_boxes, check_level_range, get_dialect
+from roialign_suite.reference.inputs import require_int, require_real
+
+# Each dialect's default eps. Where the eps goes and the +1 are spelled out in level_value.
+DEFAULT_EPS = {"maskrcnn_benchmark": 1e-6, "torchvision": 1e-6, "detectron2": 1e-8}
+
+
+def dialect_name(dialect) -> str:
+    """The name of ``dialect`` (a name, or an object with ``.name``); ``ValueError`` unless it is one of ours."""
+    name = getattr(dialect, "name", dialect)
+    if not isinstance(name, str) or name not in DEFAULT_EPS:
+        raise ValueError(f"dialect must be one of {sorted(DEFAULT_EPS)} (or have such a .name), got {dialect!r}")
+    return name
+
+
+def check_level_range(k_min, k_max) -> None:
+    """``k_min`` and ``k_max`` ints with ``k_min <= k_max``."""
+    if require_int("k_min", k_min) > require_int("k_max", k_max):
+        raise ValueError(f"k_min must be <= k_max, got k_min={k_min} > k_max={k_max}")
+
+
+def check_canonical(canonical_scale, canonical_level, eps=0.0) -> None:
+    """``canonical_scale`` finite and > 0, ``canonical_level`` an int, ``eps`` finite and >= 0."""
+    require_real("canonical_scale", canonical_scale, positive=True)
+    require_int("canonical_level", canonical_level)
+    require_real("eps", eps, positive=False)
+
+
+def check_boxes(boxes, name: str = "boxes") -> None:
+    """``boxes`` a floating ``Tensor[K, 4]`` of ``(x1, y1, x2, y2)`` rows, each finite (``ValueError`` names the row)."""
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [K, 4], got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [K, 4], got shape {list(boxes.shape)}")
+    if not boxes.dtype.is_floating_point:
+        raise TypeError(f"{name} must be floating point, got {boxes.dtype}")
+    for k, row in enumerate(boxes.detach().cpu().double().tolist()):
+        if not all(math.isfinite(v) for v in row):
+            raise ValueError(f"{name} row {k} has non-finite values: {row}")
 
 
 def level_value(
@@ -23,24 +77,24 @@ def level_value(
 ) -> float:
     """The real number the dialect floors, for ``box = (x1, y1, x2, y2)``; ``-inf`` when its area is ``<= 0``.
 
-    Written out per dialect, independently of ``impl.levels`` (which only names them).
+    ``eps=None`` takes the dialect's eps. No argument checks (see :func:`levels_for_boxes`).
     """
-    name = get_dialect(dialect).name
+    name = dialect_name(dialect)
     x1, y1, x2, y2 = (float(v) for v in box)
     s0, k0 = canonical_scale, canonical_level
+    eps = DEFAULT_EPS[name] if eps is None else eps
+    # An area <= 0 (zero, or one axis inverted) or NaN has no log: -inf, the lowest level.
+    # A box inverted along both axes has a positive area, levelled as its mirror image.
     if name == "maskrcnn_benchmark":
-        eps = 1e-6 if eps is None else eps
         area = (x2 - x1 + 1) * (y2 - y1 + 1)
         return k0 + math.log2(math.sqrt(area) / s0 + eps) if area > 0 else -math.inf
     if name == "torchvision":
-        eps = 1e-6 if eps is None else eps
         area = (x2 - x1) * (y2 - y1)
         return k0 + math.log2(math.sqrt(area) / s0) + eps if area > 0 else -math.inf
     if name == "detectron2":
-        eps = 1e-8 if eps is None else eps
         area = (x2 - x1) * (y2 - y1)
         return k0 + math.log2(math.sqrt(area) / s0 + eps) if area > 0 else -math.inf
-    raise AssertionError(f"no reference formula for dialect {name!r}")
+    raise AssertionError(f"dialect_name admitted {name!r}, which has no formula here")
 
 
 def level_for_box(
@@ -54,7 +108,7 @@ def level_for_box(
 ) -> int:
     """0-based level of one ``(x1, y1, x2, y2)`` box: ``clamp(floor(level_value), k_min, k_max) - k_min``."""
     value = level_value(box, canonical_scale, canonical_level, eps, dialect)
-    if value < k_min:
+    if value < k_min:  # also -inf (area <= 0)
         return 0
     if value >= k_max + 1:  # also +inf, which math.floor cannot take
         return k_max - k_min
@@ -70,13 +124,16 @@ def levels_for_boxes(
     eps: Optional[float] = None,
     dialect="torchvision",
 ) -> Tensor:
-    """:func:`level_for_box` over the rows of ``Tensor[K, 4]`` -> int64 ``Tensor[K]``; ``impl.levels.levels_for_boxes``'s signature."""
-    spec = get_dialect(dialect)
+    """:func:`level_for_box` over the rows of ``Tensor[K, 4]`` -> int64 ``Tensor[K]`` on ``boxes``' device.
+
+    Same signature as ``impl.levels.levels_for_boxes``; checks every argument first.
+    """
+    name = dialect_name(dialect)
     check_level_range(k_min, k_max)
-    check_canonical(canonical_scale, canonical_level, spec.eps if eps is None else eps)
-    check_level_boxes(boxes)
+    check_canonical(canonical_scale, canonical_level, DEFAULT_EPS[name] if eps is None else eps)
+    check_boxes(boxes)
     levels = [
-        level_for_box(row, k_min, k_max, canonical_scale, canonical_level, eps, spec.name)
+        level_for_box(row, k_min, k_max, canonical_scale, canonical_level, eps, name)
         for row in boxes.detach().cpu().double().tolist()
     ]
     return torch.tensor(levels, dtype=torch.int64, device=boxes.device)
@@ -120,9 +177,9 @@ def torchvision_levels_for_boxes(
 
     No input checks: it shows torchvision's own behaviour, garbage included.
     """
-    if get_dialect(dialect).name != "torchvision":
+    if dialect_name(dialect) != "torchvision":
         raise ValueError(f"torchvision's LevelMapper implements the torchvision dialect only, not {dialect!r}")
     mapper = torchvision.ops.poolers.LevelMapper(
-        k_min, k_max, canonical_scale, canonical_level, 1e-6 if eps is None else eps
+        k_min, k_max, canonical_scale, canonical_level, DEFAULT_EPS["torchvision"] if eps is None else eps
     )
     return mapper([boxes])

@@ -15,23 +15,14 @@ are bit-for-bit the kernel's.
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Tuple
+from typing import Iterator, List, NamedTuple, Tuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from roialign_suite.impl.roi_align import RoIAlign as ImplRoIAlign
-
-from roialign_suite.impl.inputs import (
-    BoxesArg,
-    check_adaptive_grid,
-    check_features,
-    check_sampling_ratio,
-    check_spatial_scale,
-    output_size_pair,
-    rois_from_boxes,
-)
+from roialign_suite.reference import inputs
+from roialign_suite.reference.inputs import MAX_GRID, BoxesArg
 
 Tap = Tuple[int, int, int, int, float]  # (ph, pw, y, x, weight)
 
@@ -214,6 +205,52 @@ class _ReferenceRoIAlign(torch.autograd.Function):
         return torch.from_numpy(grad).to(device=device, dtype=dtype), None, None, None, None, None
 
 
+def check_geometry(
+    rois: Tensor, pooled: Tuple[int, int], spatial_scale: float, sampling_ratio: int, aligned: bool, first_row: int = 0
+) -> None:
+    """Refuse a row the loops above cannot run: ``ValueError`` naming it.
+
+    Two ways: its coordinates times ``spatial_scale`` overflow float64 (the
+    sample points would be inf or NaN), or, with adaptive sampling, its grid
+    needs more than ``MAX_GRID`` samples per bin along an axis. The grid
+    checked is the very one :func:`roi_geometry` gives the loops. Rows are
+    named from ``first_row`` (a caller checking one row of its own passes its number).
+    """
+    for k in _rows_to_check(rois, pooled, spatial_scale, sampling_ratio):
+        roi = rois[k].tolist()
+        g = roi_geometry(roi[1:], pooled, spatial_scale, 1, aligned)
+        if not all(math.isfinite(v) for v in (g.start_h, g.start_w, g.roi_h, g.roi_w)):
+            raise ValueError(
+                f"boxes row {first_row + k} ({roi}) times spatial_scale {spatial_scale} overflows float64"
+            )
+        if sampling_ratio <= 0:
+            grid = max(sampling_grid(g.roi_h, pooled[0], 0), sampling_grid(g.roi_w, pooled[1], 0))
+            if grid > MAX_GRID:
+                raise ValueError(
+                    f"boxes row {first_row + k} ({roi}) needs an adaptive sampling grid of {grid} samples per "
+                    f"axis (limit {MAX_GRID}); pass a fixed sampling_ratio or a smaller box"
+                )
+
+
+def _rows_to_check(rois: Tensor, pooled: Tuple[int, int], spatial_scale: float, sampling_ratio: int) -> List[int]:
+    """The rows :func:`check_geometry` must look at one by one: all but those a crude bound clears.
+
+    ``|roi_w| <= (|x1| + |x2|) * spatial_scale + 1`` (the aligned offset is
+    0.5 on each end; legacy boxes are at least 1 wide), likewise ``roi_h``; a
+    row whose bounds stay far below overflow and, when adaptive, below
+    ``MAX_GRID / 2`` samples per bin (room for any rounding) passes for sure.
+    The bound only saves time on many rows (the runtimes' adapters run this
+    on every call the benchmarks time); whatever it does not clear is checked exactly.
+    """
+    scaled = rois[:, 1:].abs() * spatial_scale  # |x1|, |y1|, |x2|, |y2| times the scale
+    width = scaled[:, 0] + scaled[:, 2] + 1
+    height = scaled[:, 1] + scaled[:, 3] + 1
+    cleared = (width < 1e300) & (height < 1e300)  # also False for NaN
+    if sampling_ratio <= 0:
+        cleared &= (width / pooled[1] < MAX_GRID / 2) & (height / pooled[0] < MAX_GRID / 2)
+    return (~cleared).nonzero().flatten().tolist()
+
+
 def roi_align(
     input: Tensor,
     boxes: BoxesArg,
@@ -224,20 +261,34 @@ def roi_align(
 ) -> Tensor:
     """Reference RoIAlign with ``torchvision.ops.roi_align``'s contract.
 
-    Computes in float64 whatever the input dtype and returns the input's
-    dtype and device; differentiable with respect to ``input``.
+    ``input`` float16, bfloat16, float32 or float64 ``[N, C, H, W]``; ``boxes``
+    of its dtype and device (see :mod:`reference.inputs` for every check).
+    Computes in float64 whatever the input dtype and returns ``[K, C, h, w]``
+    in the input's dtype and device; differentiable with respect to ``input``.
     """
-    check_features(input)
-    rois = rois_from_boxes(boxes, input)
-    pooled = output_size_pair(output_size)
-    spatial_scale = check_spatial_scale(spatial_scale)
-    sampling_ratio = check_sampling_ratio(sampling_ratio)
-    check_adaptive_grid(rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
-    return _ReferenceRoIAlign.apply(input, rois, pooled, spatial_scale, sampling_ratio, bool(aligned))
+    args = inputs.roi_align_args(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+    check_geometry(args.rois, args.output_size, args.spatial_scale, args.sampling_ratio, args.aligned)
+    return _ReferenceRoIAlign.apply(
+        input, args.rois, args.output_size, args.spatial_scale, args.sampling_ratio, args.aligned
+    )
 
 
-class RoIAlign(ImplRoIAlign):
-    """Module form of the reference :func:`roi_align`, as ``torchvision.ops.RoIAlign``."""
+class RoIAlign(nn.Module):
+    """Module form of the reference :func:`roi_align`: ``torchvision.ops.RoIAlign``'s constructor and call."""
+
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+        super().__init__()
+        # Kept as given, checked on each call (as torchvision).
+        self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned = (
+            output_size, spatial_scale, sampling_ratio, aligned
+        )
 
     def forward(self, input: Tensor, rois: BoxesArg) -> Tensor:
+        """``roi_align(input, rois, ...)`` with this module's parameters."""
         return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
+        )

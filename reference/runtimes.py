@@ -20,15 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from roialign_suite.impl.inputs import (
-    BoxesArg,
-    check_adaptive_grid,
-    check_features,
-    check_sampling_ratio,
-    check_spatial_scale,
-    output_size_pair,
-    rois_from_boxes,
-)
+from roialign_suite.reference import inputs
+from roialign_suite.reference.inputs import BoxesArg
+from roialign_suite.reference.roi_align import check_geometry
 
 # Opset 16 is the first RoiAlign with coordinate_transformation_mode.
 OPSET = 16
@@ -131,7 +125,7 @@ class RuntimeRoIAlign:
     """One runtime's RoiAlign as a callable with ``torchvision.ops.roi_align``'s signature.
 
     Takes and returns CPU tensors (float32 or float64); the suite's argument
-    checks run first, so bad input raises the same clear errors as ours.
+    checks (``reference.inputs``) run first, so bad input raises a clear error naming the argument or row.
     ``threads=None`` means ``torch.get_num_threads()`` at call time.
     """
 
@@ -156,15 +150,16 @@ class RuntimeRoIAlign:
 
     def __call__(self, input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
                  sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
-        check_features(input)
+        # The models are built for float32 and float64 only.
+        args = inputs.roi_align_args(
+            input, boxes, output_size, spatial_scale, sampling_ratio, aligned, dtypes=(torch.float32, torch.float64)
+        )
         if input.device.type != "cpu":
             raise ValueError(f"{self.__name__} takes CPU tensors, got input on {input.device}")
-        rois = rois_from_boxes(boxes, input)
-        pooled = output_size_pair(output_size)
-        spatial_scale = check_spatial_scale(spatial_scale)
-        sampling_ratio = check_sampling_ratio(sampling_ratio)
-        aligned = bool(aligned)
-        check_adaptive_grid(rois, pooled, spatial_scale, sampling_ratio, aligned)
+        rois, pooled, spatial_scale, sampling_ratio, aligned = (
+            args.rois, args.output_size, args.spatial_scale, args.sampling_ratio, args.aligned
+        )
+        check_geometry(rois, pooled, spatial_scale, sampling_ratio, aligned)
         if rois.shape[0] == 0:
             return input.new_zeros((0, input.shape[1]) + pooled)
         threads = self.threads or torch.get_num_threads()
@@ -172,8 +167,9 @@ class RuntimeRoIAlign:
         run = self.session(key)
         out = run(
             input.detach().contiguous().numpy(),
-            rois[:, 1:].detach().contiguous().numpy(),
-            rois[:, 0].detach().to(torch.int64).numpy(),
+            # rois are float64 holding the caller's exact values: back to input's dtype exactly.
+            rois[:, 1:].to(input.dtype).contiguous().numpy(),
+            rois[:, 0].to(torch.int64).numpy(),
         )
         return torch.from_numpy(np.ascontiguousarray(out)).to(input.dtype)
 

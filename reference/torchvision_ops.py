@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from roialign_suite.impl.inputs import BoxesArg
+from roialign_suite.reference.inputs import BoxesArg
 
 
 def cuda_available() -> bool:

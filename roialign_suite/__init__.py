@@ -6,7 +6,8 @@ Everything installs under this one import name, so a user's own ``tests/``,
 - ``roialign_suite.impl``: our Numba CPU RoIAlign as ``torch.ops.roialign_suite``
   operators, level assignment, the multi-level pooler, the box-head extractors.
 - ``roialign_suite.reference``: the oracles (float64 definition, each level
-  dialect, torchvision and runtime adapters) and the registry of implementations.
+  dialect, the reference pooler, torchvision and runtime adapters); they
+  import nothing from ``impl``.
 - ``roialign_suite.properties``: the Hypothesis property suite and its pytest plugin.
 - ``roialign_suite.benchmarks``: throughput workloads, the ratio gate, the report.
 """

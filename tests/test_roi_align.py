@@ -186,7 +186,15 @@ def test_module_form():
     module = impl.RoIAlign((3, 4), spatial_scale=0.5, sampling_ratio=2, aligned=True)
     torch.testing.assert_close(module(x, boxes), impl.roi_align(x, boxes, (3, 4), 0.5, 2, True))
     assert "aligned=True" in repr(module)
-    assert isinstance(reference.RoIAlign(2, 1.0, 2), impl.RoIAlign)
+
+
+def test_reference_module_form_is_its_own():
+    # The oracle's module shares no code with impl's: it is a plain nn.Module calling reference.roi_align.
+    x, boxes = _two_image_case()
+    module = reference.RoIAlign((3, 4), spatial_scale=0.5, sampling_ratio=2, aligned=True)
+    assert isinstance(module, torch.nn.Module) and not isinstance(module, impl.RoIAlign)
+    torch.testing.assert_close(module(x, boxes), reference.roi_align(x, boxes, (3, 4), 0.5, 2, True), rtol=0, atol=0)
+    assert "aligned=True" in repr(module)
 
 
 def test_backward_is_bitwise_deterministic_across_thread_counts():
