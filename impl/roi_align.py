@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from roialign_suite.impl import kernels
+from roialign_suite.impl.threads import kernel_threads, threads_for_kernels
 from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
@@ -81,13 +82,6 @@ def _nhwc(t: Tensor, slot) -> np.ndarray:
     return out
 
 
-def _use_torch_threads() -> int:
-    """Run the kernels on as many threads as torch would use (torch.set_num_threads)."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    return threads
-
-
 def _row_bands(threads: int, total_bytes: int) -> int:
     """How many row bands the backward splits the gradient into.
 
@@ -140,6 +134,7 @@ class _RoIAlignFunction(torch.autograd.Function):
     """RoIAlign of every RoI on its own level: ``(rois, levels, params, *features) -> [K, C, h, w]``."""
 
     @staticmethod
+    @kernel_threads()
     def forward(ctx, rois, levels, params, *features):
         pooled, scales, sampling_ratio, aligned = params
         c = features[0].shape[1]
@@ -147,7 +142,6 @@ class _RoIAlignFunction(torch.autograd.Function):
         levels64 = levels.numpy()
         used = np.bincount(levels64, minlength=len(features)) > 0
         if rois.shape[0] > 0:
-            _use_torch_threads()
             maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
             rois64 = rois.detach().double().contiguous().numpy()
             rows = [f.shape[0] * f.shape[2] if used[slot] else None for slot, f in enumerate(features)]
@@ -165,6 +159,7 @@ class _RoIAlignFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @kernel_threads()
     def backward(ctx, grad_output):
         rois, levels = ctx.saved_tensors
         _, scales, sampling_ratio, aligned = ctx.params
@@ -176,7 +171,7 @@ class _RoIAlignFunction(torch.autograd.Function):
             for (shape, dtype, channels_last), want in zip(ctx.layouts, wanted)
         ]
         if any(wanted):
-            threads = _use_torch_threads()
+            threads = threads_for_kernels()
             k, c, h, w = grad_output.shape
             grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(grad_output.dtype))
             kernels.nchw_to_nhwc(grad_output.detach().numpy(), grad_nhwc)
