@@ -129,14 +129,15 @@ def _choose() -> LayerChoice:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return LayerChoice(None, f"Numba's threads were already running on {running} when roialign_suite.impl was imported")
+        return LayerChoice(None, f"Numba's threads were already running on {running} when we were imported")
     asked = str(numba.config.THREADING_LAYER).lower()
     if asked != "default":
         if asked not in ("omp", "workqueue") and not _tbb_disabled():
             with contextlib.suppress(ImportError):
                 _load_tbb()
         failure = _start()
-        return LayerChoice(asked, f"NUMBA_THREADING_LAYER={asked} chosen by the user" + (f"; {failure}" if failure else ""))
+        why = f"NUMBA_THREADING_LAYER={asked} chosen by the user"
+        return LayerChoice(asked, f"{why}; {failure}" if failure else why)
     if _tbb_disabled():
         why = f"{NO_TBB_ENV}=1"
     else:
