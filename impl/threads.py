@@ -7,7 +7,9 @@ loader's path, so it ends up on GNU OpenMP, which breaks the ways torch users
 run us: forked DataLoader workers die once the parent has run a kernel (GNU
 OpenMP is not fork-safe), and starting it raises torch's own OpenMP thread
 count. Workqueue is fork-safe but aborts the process when two Python threads
-run kernels at once. TBB is both fork- and thread-safe, so at
+run kernels at once. TBB is thread-safe, and fork-safe for a fork from the
+thread that started it while no other live thread has run a kernel (see
+:class:`_Calls`), so at
 ``roialign_suite.impl`` import (before any kernel runs) this module loads
 libtbb from the installed ``tbb`` package and asks Numba for TBB; if that
 fails, it asks for workqueue and :func:`kernel_threads` lets one of our
@@ -109,6 +111,7 @@ def _start() -> Optional[str]:
         numba.get_num_threads()
     except ValueError as error:
         return " ".join(str(error).split())
+    _calls.starter = threading.current_thread()
     return None
 
 
@@ -163,7 +166,8 @@ class _Calls:
     Numba's fork handlers never see a kernel mid-flight. ``exclusive`` calls
     (workqueue) run only while no other thread's call does; a thread may nest
     calls. TBB can only shut down for a fork, as Numba's handler asks it to,
-    when no other live thread has run a kernel; a fork without that warns.
+    from the thread that started Numba's threads (``starter``) while no other
+    live thread has run a kernel; a fork without that warns.
     """
 
     def __init__(self):
@@ -171,6 +175,7 @@ class _Calls:
         self.running = 0
         self.mine = threading.local()
         self.callers = weakref.WeakSet()
+        self.starter: Optional[threading.Thread] = None
 
     def _depth(self) -> int:
         return getattr(self.mine, "depth", 0)
@@ -196,16 +201,22 @@ class _Calls:
         self.condition.acquire()
         own = self._depth()
         self.condition.wait_for(lambda: self.running == own)
+        if _running_layer() != "tbb":
+            return
         me = threading.current_thread()
         others = [t.name for t in self.callers if t is not me and t.is_alive()]
-        if others and _running_layer() == "tbb":
-            warnings.warn(
-                f"fork() while other threads that ran roialign kernels are alive ({', '.join(others)}): "
-                "TBB cannot shut down for it, and a child that runs our kernels may hang. "
-                "Use the 'spawn' or 'forkserver' start method, or run the kernels only in the forking thread.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if others:
+            problem = f"other threads that ran roialign kernels are alive ({', '.join(others)})"
+        elif self.starter is not None and me is not self.starter:
+            problem = f"it is not the thread that started Numba's TBB pool ({self.starter.name})"
+        else:
+            return
+        warnings.warn(
+            f"fork() while {problem}: TBB cannot shut down for it, and a child that runs our kernels may hang. "
+            "Use the 'spawn' or 'forkserver' start method, or fork and run the kernels in one thread only.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def after_fork_in_parent(self) -> None:
         self.condition.release()

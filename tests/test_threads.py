@@ -185,7 +185,8 @@ def test_layer_is_the_chosen_one(env, layer, requested):
     assert out.split()[:2] == [layer, requested], out
 
 
-def test_fork_waits_for_calls_in_flight_and_warns_of_tbb_callers():
+def test_fork_waits_for_calls_in_flight_and_warns_when_tbb_cannot_shut_down():
+    """A fork waits for a call in flight; on TBB it warns while another caller lives, or from another thread."""
     out = run_script('''
     import time
     inside, leave, done = threading.Event(), threading.Event(), threading.Event()
@@ -212,8 +213,24 @@ def test_fork_waits_for_calls_in_flight_and_warns_of_tbb_callers():
     done.set()
     t.join()
     assert left_at and forked_at >= left_at[0], "fork did not wait for the call in flight"
+    tbb = threads.threading_layer() == "tbb"
     warned = any("other threads that ran roialign kernels" in str(w.message) for w in caught)
-    assert warned == (threads.threading_layer() == "tbb"), [str(w.message) for w in caught]
+    assert warned == tbb, [str(w.message) for w in caught]
+
+    def fork_elsewhere():
+        with warnings.catch_warnings(record=True) as elsewhere:
+            warnings.simplefilter("always")
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        caught[:] = elsewhere
+
+    other = threading.Thread(target=fork_elsewhere)
+    other.start()
+    other.join()
+    warned = any("not the thread that started" in str(w.message) for w in caught)
+    assert warned == tbb, [str(w.message) for w in caught]
     print("ok")
     ''')
     assert out == "ok"
