@@ -151,18 +151,16 @@ def rounds_for(seconds_per_call: float, budget_s: float, min_rounds: int, max_ro
 
 @contextlib.contextmanager
 def thread_count(threads: Optional[int]) -> Iterator[None]:
-    """Run torch and Numba on ``threads`` threads (``None``: leave as is), then restore."""
+    """Run torch, and so our kernels (they follow it), on ``threads`` threads (``None``: leave as is), then restore."""
     if threads is None:
         yield
         return
-    saved = torch.get_num_threads(), numba.get_num_threads()
+    saved = torch.get_num_threads()
     torch.set_num_threads(threads)
-    numba.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(saved[0])
-        numba.set_num_threads(saved[1])
+        torch.set_num_threads(saved)
 
 
 def max_threads() -> int:

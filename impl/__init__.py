@@ -1,5 +1,7 @@
 """Our CPU RoIAlign and the FPN box-head path built on it.
 
+- ``threads``: Numba's threading layer (TBB, else workqueue with our calls
+  serialised), chosen on import before any kernel runs; ``kernel_threads``.
 - ``roi_align`` / ``RoIAlign``: Numba forward and backward kernels (``kernels``),
   a drop-in for ``torchvision.ops.roi_align`` / ``RoIAlign``.
 - ``inputs``: argument checks shared by every front end.
@@ -7,6 +9,7 @@
 - ``pooler``: the multi-level ``Pooler`` and scale handling (``fpn_box_head_pooler``).
 - ``extractors``: box-head feature extractors (``FPN2MLPFeatureExtractor``, C4 variant).
 """
+from roialign_suite.impl import threads  # first: picks Numba's threading layer before any kernel can run
 from roialign_suite.impl.roi_align import RoIAlign, roi_align
 from roialign_suite.impl.levels import LevelMapper, levels_for_boxes
 from roialign_suite.impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales

@@ -152,12 +152,3 @@ def check_roi_values(rois: np.ndarray, levels: np.ndarray, num_images: int, num_
             f"boxes row {row} ({rois[row].tolist()}) needs an adaptive sampling grid of {grid[row]:.3g} samples "
             f"per axis (limit {MAX_GRID}); pass a fixed sampling_ratio or a smaller box"
         )
-
-
-# --- kept for reference/ until it has its own front end -----------------------------
-
-def check_adaptive_grid(rois: Tensor, pooled, spatial_scale: float, sampling_ratio: int, aligned: bool) -> None:
-    """Reject RoIs whose adaptive grid would need more than ``MAX_GRID`` samples per axis."""
-    r = rois.detach().double().cpu().numpy()
-    check_roi_values(r, np.zeros(r.shape[0], dtype=np.int64), int(2**62), 1, [spatial_scale], pooled,
-                     sampling_ratio, aligned)

@@ -53,6 +53,7 @@ import torch
 from torch import Tensor
 
 from roialign_suite.impl import kernels
+from roialign_suite.impl.threads import kernel_threads
 from roialign_suite.impl.inputs import check_roi_values, check_spatial_scale
 from roialign_suite.impl.levels import check_finite_boxes, get_dialect, level_formula
 
@@ -147,13 +148,6 @@ def _nhwc(t: Tensor, slot) -> np.ndarray:
     return out
 
 
-def _use_torch_threads() -> int:
-    """Run the kernels on as many threads as torch would use (torch.set_num_threads)."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    return threads
-
-
 def _row_bands(threads: int, total_bytes: int) -> int:
     """How many row bands the backward splits the gradient into.
 
@@ -246,16 +240,16 @@ def _pool(features: Sequence[Tensor], rois: Tensor, levels: Tensor, scales: Sequ
     out = _new_tensor((k, c) + pooled, features[0].dtype, zeros=skipped)
     if out.numel() == 0 or (skipped and not (levels64 >= 0).any()):
         return out
-    _use_torch_threads()
     used = np.bincount(levels64[levels64 >= 0], minlength=len(features)) > 0
     maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
     rows = [shape[0] * shape[2] if used[slot] else None for slot, shape in enumerate(shapes)]
     order = _locality_order(rois64, levels64)
-    for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
-        kernels.roi_align_forward_nhwc(
-            *[maps[i] for i in slots], group_scales, rois64, group_levels, order, pooled[0], pooled[1],
-            sampling_ratio, aligned, out.numpy(),
-        )
+    with kernel_threads():
+        for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
+            kernels.roi_align_forward_nhwc(
+                *[maps[i] for i in slots], group_scales, rois64, group_levels, order, pooled[0], pooled[1],
+                sampling_ratio, aligned, out.numpy(),
+            )
     return out
 
 
@@ -278,21 +272,29 @@ def _pool_backward(grad: Tensor, rois: Tensor, levels: Tensor, scales: Sequence[
     ]
     wanted = used & (grad.numel() > 0) & np.array([t.numel() > 0 for t in handed])
     if wanted.any():
-        threads = _use_torch_threads()
-        grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(dtype))
-        kernels.nchw_to_nhwc(grad.detach().contiguous().numpy(), grad_nhwc)
-        levels64 = np.where(wanted[np.maximum(levels64, 0)] & (levels64 >= 0), levels64, -1)
-        rows = [shape[0] * shape[2] if want else None for shape, want in zip(shapes, wanted)]
-        bands = _row_bands(threads, sum(t.numel() * t.element_size() for t, want in zip(handed, wanted) if want))
-        for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
-            nchw = np.array([not channels_last[i] for i in slots])
-            with numba.parallel_chunksize(1):
-                kernels.roi_align_backward_nhwc(
-                    grad_nhwc, rois64, group_levels, group_scales, row_starts,
-                    np.array([shapes[i][2] for i in slots]), np.array([shapes[i][3] for i in slots]), bands,
-                    *[handed[i].numpy() for i in slots], nchw, sampling_ratio, aligned,
-                )
+        with kernel_threads() as threads:
+            _scatter_back(grad, rois64, levels64, scales, shapes, channels_last, handed, wanted, threads,
+                          sampling_ratio, aligned)
     return [t.permute(0, 3, 1, 2) if last else t for t, last in zip(handed, channels_last)]
+
+
+def _scatter_back(grad, rois64, levels64, scales, shapes, channels_last, handed, wanted, threads, sampling_ratio,
+                  aligned) -> None:
+    """The backward kernel calls: ``handed[l]`` (NHWC if ``channels_last[l]``) receives level ``l``'s gradient."""
+    k, c, h, w = grad.shape
+    grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(grad.dtype))
+    kernels.nchw_to_nhwc(grad.detach().contiguous().numpy(), grad_nhwc)
+    levels64 = np.where(wanted[np.maximum(levels64, 0)] & (levels64 >= 0), levels64, -1)
+    rows = [shape[0] * shape[2] if want else None for shape, want in zip(shapes, wanted)]
+    bands = _row_bands(threads, sum(t.numel() * t.element_size() for t, want in zip(handed, wanted) if want))
+    for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
+        nchw = np.array([not channels_last[i] for i in slots])
+        with numba.parallel_chunksize(1):
+            kernels.roi_align_backward_nhwc(
+                grad_nhwc, rois64, group_levels, group_scales, row_starts,
+                np.array([shapes[i][2] for i in slots]), np.array([shapes[i][3] for i in slots]), bands,
+                *[handed[i].numpy() for i in slots], nchw, sampling_ratio, aligned,
+            )
 
 
 def _single_level(rois: Tensor) -> Tensor:
