@@ -241,10 +241,10 @@ def _pool(features: Sequence[Tensor], rois: Tensor, levels: Tensor, scales: Sequ
     if out.numel() == 0 or (skipped and not (levels64 >= 0).any()):
         return out
     used = np.bincount(levels64[levels64 >= 0], minlength=len(features)) > 0
-    maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
     rows = [shape[0] * shape[2] if used[slot] else None for slot, shape in enumerate(shapes)]
     order = _locality_order(rois64, levels64)
-    with kernel_threads():
+    with kernel_threads():  # every parallel kernel, the layout conversions included
+        maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
         for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
             kernels.roi_align_forward_nhwc(
                 *[maps[i] for i in slots], group_scales, rois64, group_levels, order, pooled[0], pooled[1],
