@@ -17,6 +17,8 @@ from torch import Tensor
 BoxesArg = Union[Tensor, Sequence[Tensor]]
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+# What our kernels take (impl/storage.py); the halves are summed in float32.
+FEATURE_DTYPES = (torch.float16, torch.bfloat16) + FLOAT_DTYPES
 
 # Adaptive sampling takes ceil(roi_size / pooled) samples per bin and axis;
 # past this many the work is unbounded (a 1e30-pixel box), so it is rejected.
@@ -56,7 +58,7 @@ def check_sampling_ratio(sampling_ratio) -> int:
     return int(sampling_ratio)
 
 
-def check_features(input: Tensor, dtypes=FLOAT_DTYPES) -> None:
+def check_features(input: Tensor, dtypes=FEATURE_DTYPES) -> None:
     """``input`` must be a ``[N, C, H, W]`` floating tensor with N, H, W >= 1."""
     if not isinstance(input, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")

@@ -145,9 +145,17 @@ class Pooler(nn.Module):
         self.canonical_level = canonical_level
 
     def levels(self, rois: Tensor) -> Tensor:
-        """0-based level of each ``(batch_index, x1, y1, x2, y2)`` row."""
+        """0-based level of each ``(batch_index, x1, y1, x2, y2)`` row.
+
+        float16 and bfloat16 boxes are levelled in float32, which holds them
+        exactly: in a half's own precision the area alone rounds by up to
+        2**-8 (bfloat16), moving boxes near a threshold to the other level.
+        """
+        boxes = rois[:, 1:]
+        if boxes.dtype in (torch.float16, torch.bfloat16):
+            boxes = boxes.float()
         return self.assign_levels(
-            rois[:, 1:], self.k_min, self.k_max, self.canonical_scale, self.canonical_level, None, self.dialect
+            boxes, self.k_min, self.k_max, self.canonical_scale, self.canonical_level, None, self.dialect
         )
 
     def forward(self, features: Sequence[Tensor], boxes: BoxesArg) -> Tensor:

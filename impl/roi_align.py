@@ -1,8 +1,6 @@
 """``impl.roi_align``: the Numba CPU RoIAlign, a drop-in for ``torchvision.ops.roi_align``."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import List, Optional, Sequence
 
 import numba
@@ -11,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from roialign_suite.impl import kernels
+from roialign_suite.impl.storage import is_channels_last, kernel_array, new_tensor, nhwc
 from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
@@ -20,65 +19,6 @@ from roialign_suite.impl.inputs import (
     output_size_pair,
     rois_from_boxes,
 )
-
-
-class _Scratch(threading.local):
-    """Per-thread NHWC buffers, reused across calls.
-
-    A fresh 100 MB array costs more in page faults than the transposition
-    that fills it, so the layout conversions (each level's map in the
-    forward, the output gradient in the backward) reuse buffers. A buffer is
-    keyed by its role (``slot``: a level index or a name) as well as its
-    shape, so two levels of equal shape never share one; the last ``KEEP``
-    are kept (a pyramid's maps and the output gradient).
-    """
-
-    KEEP = 2 * kernels.MAX_LEVELS
-
-    def __init__(self):
-        self.buffers: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
-
-    def get(self, slot, shape, dtype) -> np.ndarray:
-        key = (slot, tuple(shape), np.dtype(dtype).str)
-        buffer = self.buffers.pop(key, None)
-        if buffer is None:
-            buffer = np.empty(shape, dtype=dtype)
-        self.buffers[key] = buffer
-        while len(self.buffers) > self.KEEP:
-            self.buffers.popitem(last=False)
-        return buffer
-
-
-_scratch = _Scratch()
-
-
-def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
-    return torch.empty(0, dtype=dtype).numpy().dtype
-
-
-def _new_tensor(shape, dtype: torch.dtype, zeros: bool = False) -> Tensor:
-    """A fresh CPU tensor from numpy's allocator.
-
-    numpy asks the kernel for transparent huge pages on large arrays, which
-    halves the page-fault cost of the first write (a 124 MB gradient: 57 ms
-    for ``torch.empty`` + fill against 22 ms here, on this machine).
-    """
-    return torch.from_numpy((np.zeros if zeros else np.empty)(shape, _numpy_dtype(dtype)))
-
-
-def _is_channels_last(t: Tensor) -> bool:
-    return t.permute(0, 2, 3, 1).is_contiguous()
-
-
-def _nhwc(t: Tensor, slot) -> np.ndarray:
-    """``[N, C, H, W]`` tensor -> C-contiguous ``[N, H, W, C]`` array (no copy if channels_last)."""
-    t = t.detach()
-    if _is_channels_last(t):
-        return t.permute(0, 2, 3, 1).numpy()
-    n, c, h, w = t.shape
-    out = _scratch.get(slot, (n, h, w, c), t.numpy().dtype)
-    kernels.nchw_to_nhwc(t.numpy(), out)
-    return out
 
 
 def _use_torch_threads() -> int:
@@ -143,23 +83,23 @@ class _RoIAlignFunction(torch.autograd.Function):
     def forward(ctx, rois, levels, params, *features):
         pooled, scales, sampling_ratio, aligned = params
         c = features[0].shape[1]
-        out = _new_tensor((rois.shape[0], c) + pooled, features[0].dtype)
+        out = new_tensor((rois.shape[0], c) + pooled, features[0].dtype)
         levels64 = levels.numpy()
         used = np.bincount(levels64, minlength=len(features)) > 0
         if rois.shape[0] > 0:
             _use_torch_threads()
-            maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
+            maps = [nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
             rois64 = rois.detach().double().contiguous().numpy()
             rows = [f.shape[0] * f.shape[2] if used[slot] else None for slot, f in enumerate(features)]
             order = _locality_order(rois64, levels64)
             for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
                 kernels.roi_align_forward_nhwc(
                     *[maps[i] for i in slots], group_scales, rois64, group_levels, order, pooled[0], pooled[1],
-                    sampling_ratio, aligned, out.numpy(),
+                    sampling_ratio, aligned, kernel_array(out),
                 )
         ctx.save_for_backward(rois, levels)
         ctx.params = params
-        ctx.layouts = [(f.shape, f.dtype, _is_channels_last(f)) for f in features]
+        ctx.layouts = [(f.shape, f.dtype, is_channels_last(f)) for f in features]
         ctx.used = used
         return out
 
@@ -172,27 +112,25 @@ class _RoIAlignFunction(torch.autograd.Function):
         # Per level taking part, the gradient handed back, as the kernel writes it:
         # NHWC for a channels_last input, else NCHW.
         handed = [
-            _new_tensor((shape[0], shape[2], shape[3], shape[1]) if channels_last else shape, dtype) if want else None
+            new_tensor((shape[0], shape[2], shape[3], shape[1]) if channels_last else shape, dtype) if want else None
             for (shape, dtype, channels_last), want in zip(ctx.layouts, wanted)
         ]
         if any(wanted):
             threads = _use_torch_threads()
-            k, c, h, w = grad_output.shape
-            grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(grad_output.dtype))
-            kernels.nchw_to_nhwc(grad_output.detach().numpy(), grad_nhwc)
+            grad_nhwc = nhwc(grad_output, "grad_output", sums=True)
             levels64 = levels.numpy()
             levels64 = np.where(np.array(wanted)[levels64], levels64, -1)
             rois64 = rois.detach().double().contiguous().numpy()
             shapes = [layout[0] for layout in ctx.layouts]
             rows = [shape[0] * shape[2] if want else None for shape, want in zip(shapes, wanted)]
-            bands = _row_bands(threads, sum(g.numel() * g.element_size() for g in handed if g is not None))
+            bands = _row_bands(threads, sum(g.numel() * grad_nhwc.itemsize for g in handed if g is not None))
             for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
                 nchw = np.array([not ctx.layouts[i][2] for i in slots])
                 with numba.parallel_chunksize(1):
                     kernels.roi_align_backward_nhwc(
                         grad_nhwc, rois64, group_levels, group_scales, row_starts,
                         np.array([shapes[i][2] for i in slots]), np.array([shapes[i][3] for i in slots]), bands,
-                        *[handed[i].numpy() for i in slots], nchw, sampling_ratio, aligned,
+                        *[kernel_array(handed[i]) for i in slots], nchw, sampling_ratio, aligned,
                     )
         grads = []
         for slot, ((shape, dtype, channels_last), needed) in enumerate(zip(ctx.layouts, ctx.needs_input_grad[3:])):
@@ -206,8 +144,8 @@ class _RoIAlignFunction(torch.autograd.Function):
 def _zero_grad(shape, dtype, channels_last) -> Tensor:
     if channels_last:
         n, c, h, w = shape
-        return _new_tensor((n, h, w, c), dtype, zeros=True).permute(0, 3, 1, 2)
-    return _new_tensor(shape, dtype, zeros=True)
+        return new_tensor((n, h, w, c), dtype, zeros=True).permute(0, 3, 1, 2)
+    return new_tensor(shape, dtype, zeros=True)
 
 
 def multilevel_roi_align(
@@ -253,7 +191,9 @@ def roi_align(
     """RoIAlign with ``torchvision.ops.roi_align``'s contract, on the CPU.
 
     Args:
-        input: ``[N, C, H, W]`` float32 or float64, any strides.
+        input: ``[N, C, H, W]`` float16, bfloat16, float32 or float64, any
+            strides. The halves are read as they are stored and summed in
+            float32, and the result is rounded once to their dtype.
         boxes: ``Tensor[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` or a
             list of per-image ``Tensor[L, 4]``, in image pixels, input's dtype.
         output_size: ``int`` or ``(h, w)``.

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from roialign_suite.impl.inputs import (
+    FLOAT_DTYPES,
     BoxesArg,
     check_adaptive_grid,
     check_features,
@@ -156,7 +157,7 @@ class RuntimeRoIAlign:
 
     def __call__(self, input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
                  sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
-        check_features(input)
+        check_features(input, dtypes=FLOAT_DTYPES)  # the ONNX models are float32 or float64
         if input.device.type != "cpu":
             raise ValueError(f"{self.__name__} takes CPU tensors, got input on {input.device}")
         rois = rois_from_boxes(boxes, input)
