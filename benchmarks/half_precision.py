@@ -3,19 +3,22 @@
 ``python -m roialign_suite.benchmarks.half_precision [--threads 2] [--rounds 7]``
 prints one line per dtype and direction: the ``box-head-p2`` workload
 (2x256x200x304 map, 1024 RoIs, 7x7, sampling 2) with a channels_last map,
-forward and forward+backward, the median over ``--rounds`` after a warm-up.
-A measurement to read, not a test: nothing is asserted.
+forward and forward+backward, after a warm-up: the median wall time over
+``--rounds``, and the median process CPU time (all threads), which a machine
+shared with other work inflates less. A measurement to read, not a test:
+nothing is asserted.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from dataclasses import replace
 
 import torch
 
 from roialign_suite import impl
-from roialign_suite.benchmarks.runners import seconds_of, thread_count
+from roialign_suite.benchmarks.runners import thread_count
 from roialign_suite.benchmarks.workloads import all_workloads, build_inputs
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -51,16 +54,20 @@ def main(argv=None) -> None:
             for call in calls.values():
                 call()  # compile and warm the scratch buffers
             # Rounds interleave the dtypes, so a change in machine load hits all alike.
-            times = {dtype: [] for dtype in DTYPES}
+            wall = {dtype: [] for dtype in DTYPES}
+            cpu = {dtype: [] for dtype in DTYPES}
             for _ in range(args.rounds):
                 for dtype, call in calls.items():
-                    times[dtype].append(seconds_of(call))
-            base = statistics.median(times[torch.float32])
+                    start_wall, start_cpu = time.perf_counter(), time.process_time()
+                    call()
+                    wall[dtype].append(time.perf_counter() - start_wall)
+                    cpu[dtype].append(time.process_time() - start_cpu)
+            base_wall, base_cpu = statistics.median(wall[torch.float32]), statistics.median(cpu[torch.float32])
             for dtype in DTYPES:
-                seconds = statistics.median(times[dtype])
+                seconds, cpu_seconds = statistics.median(wall[dtype]), statistics.median(cpu[dtype])
                 direction = "fwd+bwd" if backward else "fwd"
-                print(f"{direction:8s} {str(dtype):15s} {seconds * 1e3:8.1f} ms  x{seconds / base:.2f} of float32",
-                      flush=True)
+                print(f"{direction:8s} {str(dtype):15s} wall {seconds * 1e3:7.1f} ms (x{seconds / base_wall:.2f} of float32)"
+                      f"  cpu {cpu_seconds * 1e3:7.1f} ms (x{cpu_seconds / base_cpu:.2f})", flush=True)
 
 
 if __name__ == "__main__":

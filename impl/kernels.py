@@ -18,7 +18,8 @@ bfloat16 bits (``impl/storage.py`` makes these views). The kernels specialise
 on the array dtype when compiled, so one source serves every storage:
 :func:`_convert` decodes a stored half to float32 as it is read and rounds a
 float32 to the half (to nearest, ties to even) as it is written. Sums are
-float64 for float32 and float64 maps (forward), float32 for the halves.
+float64 for float32 and float64 maps (forward), float32 for the halves (the
+float64 weights rounded to float32).
 
 The edge rules are torchvision's (see ``reference/roi_align.py``, which
 writes them out one by one). Every pixel index is clamped into the map
@@ -72,7 +73,7 @@ def _bits_of_float32(typingctx, value):
 
 
 @intrinsic
-def float16_to_float32(typingctx, bits):
+def _float16_to_float32(typingctx, bits):
     """float16 bits (int16 or uint16) -> the float32 of the same value (exact; NaN stays NaN).
 
     Written in LLVM IR so it runs in 32-bit lanes: in Numba's own 64-bit
@@ -107,13 +108,13 @@ def float16_to_float32(typingctx, bits):
 
 
 @njit(cache=True, inline="always")
-def bfloat16_to_float32(bits):
+def _bfloat16_to_float32(bits):
     """bfloat16 bits (int16 or uint16) -> the float32 of the same value: the bits become its high half."""
     return _float32_from_bits(np.uint32((np.int64(bits) & 0xFFFF) << 16))
 
 
 @njit(cache=True, inline="always")
-def float32_to_float16(value):
+def _float32_to_float16(value):
     """float32 -> float16 bits (int16), rounded to nearest, ties to even; overflow -> inf, NaN -> NaN."""
     bits = np.int64(_bits_of_float32(value))
     sign = (bits >> 16) & 0x8000
@@ -136,7 +137,7 @@ def float32_to_float16(value):
 
 
 @njit(cache=True, inline="always")
-def float32_to_bfloat16(value):
+def _float32_to_bfloat16(value):
     """float32 -> bfloat16 bits (uint16), rounded to nearest, ties to even; overflow -> inf, NaN -> NaN."""
     bits = np.int64(_bits_of_float32(value))
     if (bits & 0x7FFFFFFF) > 0x7F800000:
@@ -162,14 +163,14 @@ def _convert_overload(value, like):
         return lambda value, like: value
     if isinstance(target, types.Float):
         if value == types.int16:
-            return lambda value, like: float16_to_float32(value)
+            return lambda value, like: _float16_to_float32(value)
         if value == types.uint16:
-            return lambda value, like: bfloat16_to_float32(value)
+            return lambda value, like: _bfloat16_to_float32(value)
     if value == types.float32:
         if target == types.int16:
-            return lambda value, like: float32_to_float16(value)
+            return lambda value, like: _float32_to_float16(value)
         if target == types.uint16:
-            return lambda value, like: float32_to_bfloat16(value)
+            return lambda value, like: _float32_to_bfloat16(value)
     return None
 
 
@@ -297,7 +298,7 @@ def roi_align_forward_nhwc(
 
 @njit(cache=True, inline="always")
 def _gather(acc, w00, f00, w01, f01, w10, f10, w11, f11):
-    """acc += the four taps' weighted values over the channels, in acc's precision."""
+    """acc += the four taps' weighted values over the channels, in acc's precision (weights rounded to it)."""
     w00 = acc.dtype.type(w00)
     w01 = acc.dtype.type(w01)
     w10 = acc.dtype.type(w10)
@@ -367,11 +368,12 @@ def _band_rows(slot, row_lo, row_hi, row_starts, widths, grad, to_nchw, like):
     """
     lo = max(row_lo, row_starts[slot])
     hi = max(min(row_hi, row_starts[slot + 1]), lo)
-    rows = _own_rows(grad, like)
-    if to_nchw[slot] or rows.shape[0] == 0:
-        return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo
-    rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0
-    return rows, row_starts[slot]
+    if not to_nchw[slot]:
+        rows = _own_rows(grad, like)
+        if rows.shape[0] > 0:
+            rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0
+            return rows, row_starts[slot]
+    return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo
 
 
 @njit(cache=True)
@@ -453,7 +455,7 @@ def _row_to_nchw(src_row, dst, b, y):
                 dst[b, c, y, x] = _convert(src_row[x, c], dst)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _row_to_nhwc_row(src_row, dst_row):
     """dst_row[x, c] = src_row[x, c], converted to dst_row's storage: two NHWC rows ``[W, C]``."""
     for x in range(src_row.shape[0]):

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from roialign_suite.impl import kernels
-from roialign_suite.impl.storage import is_channels_last, kernel_array, new_tensor, nhwc
 from roialign_suite.impl.inputs import (
     BoxesArg,
     check_adaptive_grid,
@@ -19,6 +18,7 @@ from roialign_suite.impl.inputs import (
     output_size_pair,
     rois_from_boxes,
 )
+from roialign_suite.impl.storage import is_channels_last, kernel_array, new_tensor, nhwc
 
 
 def _use_torch_threads() -> int:

@@ -189,7 +189,8 @@ def _backward_bound(shape, dtype, rois, grad_output, pooled, scale, sampling_rat
 # --- forward and backward against the reference ----------------------------------------
 
 def _case(dtype, layout="contiguous", seed=0):
-    """Half features [2, 6, 9, 13] in ``layout`` and half boxes (every border, degenerate, inverted)."""
+    """Half features [2, 6, 9, 13] in ``layout``; half boxes at SCALE: three random ones on
+    each image (the same three), one crossing every border, a degenerate and an inverted one."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 6, 9, 13, generator=gen, dtype=torch.float64)
     x[:, 1] *= 1e-6  # float16 subnormals, in and out
@@ -201,18 +202,10 @@ def _case(dtype, layout="contiguous", seed=0):
         wide = torch.zeros(2, 6, 9, 26, dtype=dtype)
         wide[..., ::2] = x
         x = wide[..., ::2]
-    boxes = torch.tensor(
-        [
-            [0, 2.6, 4.2, 15.0, 16.4],
-            [1, -4.0, -6.0, 52.0, 38.0],  # crosses every border
-            [1, 6.0, 6.0, 6.0, 6.0],  # degenerate
-            [0, 22.0, 14.0, 5.0, 2.0],  # inverted
-            [1, 2.6, 4.2, 15.0, 16.4],  # same box, other image
-            [0, 2.0, 4.0, 18.0, 20.0],  # overlaps the first
-        ],
-        dtype=torch.float64,
-    ).to(dtype)
-    return x, boxes
+    inside = realistic_boxes(3, (18, 26), gen).double()
+    edges = torch.tensor([[1, -4.0, -6.0, 52.0, 38.0], [1, 6.0, 6.0, 6.0, 6.0], [0, 22.0, 14.0, 5.0, 2.0]])
+    boxes = torch.cat([rois_from_boxes([inside, inside], inside.new_zeros(2, 1, 1, 1)), edges.double()])
+    return x, boxes.to(dtype)
 
 
 def _check_layout(grad, x, layout):
@@ -320,7 +313,7 @@ def test_half_backward_reads_grad_output_strides(dtype, strides):
     assert torch.equal(strided_grad.view(torch.int16), dense_grad.view(torch.int16))
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@HALVES
 def test_half_boxes_must_match_half_features(dtype):
     x, boxes = _case(dtype)
     with pytest.raises(TypeError, match=rf"boxes dtype torch.float32 does not match input dtype {dtype}"):
