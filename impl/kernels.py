@@ -11,6 +11,16 @@ multi-level pooler: no Python loop over levels and no scatter of the rows. Sampl
 and bilinear weights are computed once per sample in float64 and shared by
 every channel; the channel loop is contiguous, so it vectorises.
 
+Storage: a map, output or gradient array holds float32 or float64 values,
+or the bits of float16 or bfloat16 ones (Numba has no float16 on the CPU and
+numpy no bfloat16): an int16 array holds float16 bits, a uint16 array
+bfloat16 bits (``impl/storage.py`` makes these views). The kernels specialise
+on the array dtype when compiled, so one source serves every storage:
+:func:`_convert` decodes a stored half to float32 as it is read and rounds a
+float32 to the half (to nearest, ties to even) as it is written. Sums are
+float64 for float32 and float64 maps (forward), float32 for the halves (the
+float64 weights rounded to float32).
+
 The edge rules are torchvision's (see ``reference/roi_align.py``, which
 writes them out one by one). Every pixel index is clamped into the map
 before it is used, so no input can make a kernel read or write out of bounds.
@@ -20,12 +30,171 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 # Level maps passed to one kernel call (enough for FPN's P2-P5 poolers);
 # unused slots repeat level 0. Deeper pyramids take one call per group of
 # four levels.
 MAX_LEVELS = 4
+
+
+# --- storage conversions ------------------------------------------------------------
+# Integer work in Numba code is in int64 (Numba widens small integers anyway;
+# signed, so no mixed-sign promotion to float64), narrowed to uint32 for the
+# bitcasts. The float arithmetic produces no float32 subnormal and takes one
+# only where it rounds to a zero half anyway, so flush-to-zero modes
+# (torch.set_flush_denormal, set per thread) change no result.
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the uint32 ``bits``."""
+    if bits != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def _bits_of_float32(typingctx, value):
+    """The bit pattern of the float32 ``value``, as uint32."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _float16_to_float32(typingctx, bits):
+    """float16 bits (int16 or uint16) -> the float32 of the same value (exact; NaN stays NaN).
+
+    Written in LLVM IR so it runs in 32-bit lanes: in Numba's own 64-bit
+    integer arithmetic the forward's channel loop vectorises half as wide
+    (3x slower per element).
+    """
+    if bits not in (types.int16, types.uint16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+
+        def const(value):
+            return ir.Constant(i32, value)
+
+        h = builder.zext(args[0], i32)
+        sign = builder.shl(builder.and_(h, const(0x8000)), const(16))
+        magnitude = builder.and_(h, const(0x7FFF))
+        # Normal, inf and NaN: exponent and mantissa move up 13 bits; the
+        # exponent bias goes from 15 to 127 (+112), inf/NaN's 31 to 255 (+224).
+        special = builder.icmp_unsigned(">=", magnitude, const(0x7C00))
+        rebias = builder.select(special, const(224 << 23), const(112 << 23))
+        normal = builder.add(builder.shl(magnitude, const(13)), rebias)
+        # Zero and subnormal: magnitude * 2**-24, exact and a normal float32
+        # (so flush-to-zero modes cannot change it).
+        scaled = builder.fmul(builder.uitofp(magnitude, ir.FloatType()), ir.Constant(ir.FloatType(), 2.0**-24))
+        tiny = builder.bitcast(scaled, i32)
+        is_normal = builder.icmp_unsigned(">=", magnitude, const(0x0400))
+        return builder.bitcast(builder.or_(sign, builder.select(is_normal, normal, tiny)), ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@njit(cache=True, inline="always")
+def _bfloat16_to_float32(bits):
+    """bfloat16 bits (int16 or uint16) -> the float32 of the same value: the bits become its high half."""
+    return _float32_from_bits(np.uint32((np.int64(bits) & 0xFFFF) << 16))
+
+
+@njit(cache=True, inline="always")
+def _float32_to_float16(value):
+    """float32 -> float16 bits (int16), rounded to nearest, ties to even; overflow -> inf, NaN -> NaN."""
+    bits = np.int64(_bits_of_float32(value))
+    sign = (bits >> 16) & 0x8000
+    magnitude = bits & 0x7FFFFFFF
+    # Normal results: drop 13 mantissa bits with round to nearest even (a
+    # carry ripples into the exponent), rebias the exponent by -112.
+    normal = (magnitude + 0xFFF + ((magnitude >> 13) & 1) - (112 << 23)) >> 13
+    # Below 2**-14 (subnormal results): adding 0.5 makes the float32 adder
+    # round to a multiple of 2**-24, which lands in the low bits.
+    tiny = np.int64(_bits_of_float32(_float32_from_bits(np.uint32(magnitude)) + np.float32(0.5))) - 0x3F000000
+    if magnitude > 0x7F800000:
+        half = 0x7E00 | ((magnitude >> 13) & 0x1FF)  # quiet NaN
+    elif magnitude >= 0x477FF000:  # 65520 and up round to inf
+        half = 0x7C00
+    elif magnitude >= 0x38800000:
+        half = normal
+    else:
+        half = tiny
+    return np.int16(sign | half)  # the low 16 bits
+
+
+@njit(cache=True, inline="always")
+def _float32_to_bfloat16(value):
+    """float32 -> bfloat16 bits (uint16), rounded to nearest, ties to even; overflow -> inf, NaN -> NaN."""
+    bits = np.int64(_bits_of_float32(value))
+    if (bits & 0x7FFFFFFF) > 0x7F800000:
+        return np.uint16((bits >> 16) | 0x0040)  # quiet NaN
+    return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+
+
+def _convert(value, like):
+    """``value``, read from one array, as an element of the array ``like``.
+
+    Between a float and half bits (int16: float16, uint16: bfloat16) it
+    decodes to float32 or rounds a float32 to the half; between floats it is
+    the value (the store casts it); between equal storages, the value.
+    """
+
+
+@overload(_convert)
+def _convert_overload(value, like):
+    target = like.dtype
+    if value == target:
+        return lambda value, like: value
+    if isinstance(value, types.Float) and isinstance(target, types.Float):
+        return lambda value, like: value
+    if isinstance(target, types.Float):
+        if value == types.int16:
+            return lambda value, like: _float16_to_float32(value)
+        if value == types.uint16:
+            return lambda value, like: _bfloat16_to_float32(value)
+    if value == types.float32:
+        if target == types.int16:
+            return lambda value, like: _float32_to_float16(value)
+        if target == types.uint16:
+            return lambda value, like: _float32_to_bfloat16(value)
+    return None
+
+
+def _sum_buffer(storage, size):
+    """An uninitialised ``[size]`` buffer for sums of ``storage``'s values: float32 for half bits, else float64."""
+
+
+@overload(_sum_buffer)
+def _sum_buffer_overload(storage, size):
+    if storage.dtype in (types.int16, types.uint16):
+        return lambda storage, size: np.empty(size, np.float32)
+    return lambda storage, size: np.empty(size, np.float64)
+
+
+def _own_rows(grad, like):
+    """``grad [N, H, W, C]``'s pixel rows ``[N * H, W, C]`` when it holds ``like``'s dtype
+    (sums can accumulate in place), else no rows ``[0, W, C]``."""
+
+
+@overload(_own_rows)
+def _own_rows_overload(grad, like):
+    if grad.dtype == like.dtype:
+        return lambda grad, like: grad.reshape(grad.shape[0] * grad.shape[1], grad.shape[2], grad.shape[3])
+    return lambda grad, like: np.zeros((0, grad.shape[2], grad.shape[3]), like.dtype)
 
 
 @njit(cache=True, inline="always")
@@ -102,7 +271,7 @@ def roi_align_forward_nhwc(
         start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
             roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned
         )
-        acc = np.empty(channels, dtype=np.float64)
+        acc = _sum_buffer(map0, channels)
         for ph in range(pooled_h):
             for pw in range(pooled_w):
                 acc[:] = 0.0
@@ -120,14 +289,23 @@ def roi_align_forward_nhwc(
                         w01 = wy0 * wx1
                         w10 = wy1 * wx0
                         w11 = wy1 * wx1
-                        f00 = features[b, y0, x0]
-                        f01 = features[b, y0, x1]
-                        f10 = features[b, y1, x0]
-                        f11 = features[b, y1, x1]
-                        for c in range(channels):
-                            acc[c] += w00 * f00[c] + w01 * f01[c] + w10 * f10[c] + w11 * f11[c]
+                        _gather(acc, w00, features[b, y0, x0], w01, features[b, y0, x1],
+                                w10, features[b, y1, x0], w11, features[b, y1, x1])
+                mean = acc.dtype.type(count)
                 for c in range(channels):
-                    out[k, c, ph, pw] = acc[c] / count
+                    out[k, c, ph, pw] = _convert(acc[c] / mean, out)
+
+
+@njit(cache=True, inline="always")
+def _gather(acc, w00, f00, w01, f01, w10, f10, w11, f11):
+    """acc += the four taps' weighted values over the channels, in acc's precision (weights rounded to it)."""
+    w00 = acc.dtype.type(w00)
+    w01 = acc.dtype.type(w01)
+    w10 = acc.dtype.type(w10)
+    w11 = acc.dtype.type(w11)
+    for c in range(acc.shape[0]):
+        acc[c] += (w00 * _convert(f00[c], acc) + w01 * _convert(f01[c], acc)
+                   + w10 * _convert(f10[c], acc) + w11 * _convert(f11[c], acc))
 
 
 @njit(cache=True, inline="always")
@@ -146,14 +324,17 @@ def roi_align_backward_nhwc(
     """grad_out [K, pooled_h, pooled_w, C] -> each level's whole input gradient ``grad_l``.
 
     ``grad_l`` (``heights[l]`` x ``widths[l]``) is [N, C, H_l, W_l] where
-    ``to_nchw[l]``, else [N, H_l, W_l, C]. The pixel rows of all levels,
+    ``to_nchw[l]``, else [N, H_l, W_l, C]. ``grad_out``'s dtype is the one
+    sums are made in: the gradient's own, or float32 for half gradients.
+    The pixel rows of all levels,
     ``(l, b, y)`` at ``row_starts[l] + b * H_l + y``, are split into
-    ``bands`` disjoint bands. A band zeroes its rows (a band-sized buffer for
-    an NCHW level, the result's own rows for NHWC), visits the RoIs in order
-    adding only into its own rows, then copies the buffer's rows to NCHW while
-    they are in cache. Every element is summed in the same order whatever the
-    thread or band count: race-free and bitwise deterministic. Weights are
-    computed in float64 and rounded once to the gradient's dtype.
+    ``bands`` disjoint bands. A band zeroes its rows (the result's own rows
+    for an NHWC level holding the sum dtype, else a band-sized buffer),
+    visits the RoIs in order adding only into its own rows, then copies the
+    buffer's rows out (to NCHW, and to the half dtype rounding each sum once)
+    while they are in cache. Every element is summed in the same order
+    whatever the thread or band count: race-free and bitwise deterministic.
+    Weights are computed in float64 and rounded once to the sum dtype.
     """
     total_rows = row_starts[MAX_LEVELS]
     for band in prange(bands):
@@ -166,28 +347,33 @@ def roi_align_backward_nhwc(
         _accumulate_band(grad_out, rois, levels, scales, row_starts, heights, widths, row_lo, row_hi,
                          rows0, rows1, rows2, rows3, first0, first1, first2, first3, sampling_ratio, aligned)
         for slot in range(MAX_LEVELS):
-            if to_nchw[slot]:
+            out = _level_map(slot, grad0, grad1, grad2, grad3)
+            if to_nchw[slot] or _own_rows(out, grad_out).shape[0] == 0:
                 rows = _level_map(slot, rows0, rows1, rows2, rows3)
-                out = _level_map(slot, grad0, grad1, grad2, grad3)
                 lo = max(row_lo, row_starts[slot])
                 for row in range(lo, min(row_hi, row_starts[slot + 1])):
                     local = row - row_starts[slot]
-                    _row_to_nchw(rows[row - lo], out, local // heights[slot], local % heights[slot])
+                    if to_nchw[slot]:
+                        _row_to_nchw(rows[row - lo], out, local // heights[slot], local % heights[slot])
+                    else:
+                        _row_to_nhwc_row(rows[row - lo], out[local // heights[slot], local % heights[slot]])
 
 
 @njit(cache=True)
 def _band_rows(slot, row_lo, row_hi, row_starts, widths, grad, to_nchw, like):
-    """Zeroed rows ``[R, W, C]`` this band accumulates level ``slot`` into, and the global row of ``rows[0]``.
+    """Zeroed rows ``[R, W, C]`` of ``like``'s dtype this band accumulates level ``slot`` into,
+    and the global row of ``rows[0]``.
 
-    A band-sized buffer for an NCHW gradient; the NHWC gradient ``grad``'s own rows otherwise.
+    The NHWC gradient ``grad``'s own rows when it holds ``like``'s dtype; a band-sized buffer otherwise.
     """
     lo = max(row_lo, row_starts[slot])
     hi = max(min(row_hi, row_starts[slot + 1]), lo)
-    if to_nchw[slot]:
-        return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo
-    rows = grad.reshape(grad.shape[0] * grad.shape[1], grad.shape[2], grad.shape[3])
-    rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0
-    return rows, row_starts[slot]
+    if not to_nchw[slot]:
+        rows = _own_rows(grad, like)
+        if rows.shape[0] > 0:
+            rows[lo - row_starts[slot]:hi - row_starts[slot]] = 0.0
+            return rows, row_starts[slot]
+    return np.zeros((hi - lo, widths[slot], like.shape[3]), like.dtype), lo
 
 
 @njit(cache=True)
@@ -255,7 +441,7 @@ def _row_to_nhwc(src, dst_row, b, y):
         c1 = min(c0 + _CHANNEL_BLOCK, channels)
         for x in range(src.shape[3]):
             for c in range(c0, c1):
-                dst_row[x, c] = src[b, c, y, x]
+                dst_row[x, c] = _convert(src[b, c, y, x], dst_row)
 
 
 @njit(cache=True, inline="always")
@@ -266,14 +452,29 @@ def _row_to_nchw(src_row, dst, b, y):
         c1 = min(c0 + _CHANNEL_BLOCK, channels)
         for x in range(src_row.shape[0]):
             for c in range(c0, c1):
-                dst[b, c, y, x] = src_row[x, c]
+                dst[b, c, y, x] = _convert(src_row[x, c], dst)
+
+
+@njit(cache=True)
+def _row_to_nhwc_row(src_row, dst_row):
+    """dst_row[x, c] = src_row[x, c], converted to dst_row's storage: two NHWC rows ``[W, C]``."""
+    for x in range(src_row.shape[0]):
+        for c in range(src_row.shape[1]):
+            dst_row[x, c] = _convert(src_row[x, c], dst_row)
 
 
 @njit(cache=True, parallel=True)
 def nchw_to_nhwc(src, dst):
-    """dst[n, y, x, c] = src[n, c, y, x]; src may have any strides."""
+    """dst[n, y, x, c] = src[n, c, y, x], converted to dst's storage; src may have any strides."""
     n, _, height, _ = src.shape
     for row in prange(n * height):
         b = row // height
         y = row % height
         _row_to_nhwc(src, dst[b, y], b, y)
+
+
+@njit(cache=True)
+def convert(src, dst):
+    """dst[i] = src[i] converted to dst's storage (half bits <-> float32, as the kernels convert): 1-D arrays."""
+    for i in range(src.shape[0]):
+        dst[i] = _convert(src[i], dst)

@@ -43,8 +43,6 @@ index must be in ``[0, N)``).
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import List, Optional, Sequence
 
 import numba
@@ -56,6 +54,7 @@ from roialign_suite.impl import kernels
 from roialign_suite.impl.threads import kernel_threads
 from roialign_suite.impl.inputs import check_roi_values, check_spatial_scale
 from roialign_suite.impl.levels import check_finite_boxes, get_dialect, level_formula
+from roialign_suite.impl.storage import kernel_array, new_tensor, nhwc
 
 NAMESPACE = "roialign_suite"
 _lib = torch.library.Library(NAMESPACE, "DEF")
@@ -87,65 +86,9 @@ ops = torch.ops.roialign_suite
 
 # --- plumbing between tensors and the Numba kernels ------------------------------
 
-class _Scratch(threading.local):
-    """Per-thread NHWC buffers, reused across calls.
-
-    A fresh 100 MB array costs more in page faults than the transposition
-    that fills it, so the layout conversions (each level's map in the
-    forward, the output gradient in the backward) reuse buffers. A buffer is
-    keyed by its role (``slot``: a level index or a name) as well as its
-    shape, so two levels of equal shape never share one; the last ``KEEP``
-    are kept (a pyramid's maps and the output gradient).
-    """
-
-    KEEP = 2 * kernels.MAX_LEVELS
-
-    def __init__(self):
-        self.buffers: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
-
-    def get(self, slot, shape, dtype) -> np.ndarray:
-        key = (slot, tuple(shape), np.dtype(dtype).str)
-        buffer = self.buffers.pop(key, None)
-        if buffer is None:
-            buffer = np.empty(shape, dtype=dtype)
-        self.buffers[key] = buffer
-        while len(self.buffers) > self.KEEP:
-            self.buffers.popitem(last=False)
-        return buffer
-
-
-_scratch = _Scratch()
-
-
-def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
-    return torch.empty(0, dtype=dtype).numpy().dtype
-
-
-def _new_tensor(shape, dtype: torch.dtype, zeros: bool = False) -> Tensor:
-    """A fresh CPU tensor from numpy's allocator.
-
-    numpy asks the kernel for transparent huge pages on large arrays, which
-    halves the page-fault cost of the first write (a 124 MB gradient: 57 ms
-    for ``torch.empty`` + fill against 22 ms here, on this machine); its
-    zeros come from calloc, so a zero gradient nobody touches costs nothing.
-    """
-    return torch.from_numpy((np.zeros if zeros else np.empty)(shape, _numpy_dtype(dtype)))
-
-
 def is_channels_last(t: Tensor) -> bool:
     """Whether ``[N, C, H, W]`` ``t`` is stored channels-last and not (also) contiguous."""
     return (not t.is_contiguous()) and t.is_contiguous(memory_format=torch.channels_last)
-
-
-def _nhwc(t: Tensor, slot) -> np.ndarray:
-    """``[N, C, H, W]`` tensor -> C-contiguous ``[N, H, W, C]`` array (no copy if channels_last)."""
-    t = t.detach()
-    if t.permute(0, 2, 3, 1).is_contiguous():
-        return t.permute(0, 2, 3, 1).numpy()
-    n, c, h, w = t.shape
-    out = _scratch.get(slot, (n, h, w, c), t.numpy().dtype)
-    kernels.nchw_to_nhwc(t.numpy(), out)
-    return out
 
 
 def _row_bands(threads: int, total_bytes: int) -> int:
@@ -237,18 +180,18 @@ def _pool(features: Sequence[Tensor], rois: Tensor, levels: Tensor, scales: Sequ
     rois64, levels64 = _checked(rois, levels, shapes, scales, pooled, sampling_ratio, aligned)
     k, c = rois64.shape[0], features[0].shape[1]
     skipped = bool((levels64 < 0).any())
-    out = _new_tensor((k, c) + pooled, features[0].dtype, zeros=skipped)
+    out = new_tensor((k, c) + pooled, features[0].dtype, zeros=skipped)
     if out.numel() == 0 or (skipped and not (levels64 >= 0).any()):
         return out
     used = np.bincount(levels64[levels64 >= 0], minlength=len(features)) > 0
     rows = [shape[0] * shape[2] if used[slot] else None for slot, shape in enumerate(shapes)]
     order = _locality_order(rois64, levels64)
     with kernel_threads():  # every parallel kernel, the layout conversions included
-        maps = [_nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
+        maps = [nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
         for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
             kernels.roi_align_forward_nhwc(
                 *[maps[i] for i in slots], group_scales, rois64, group_levels, order, pooled[0], pooled[1],
-                sampling_ratio, aligned, out.numpy(),
+                sampling_ratio, aligned, kernel_array(out),
             )
     return out
 
@@ -267,7 +210,7 @@ def _pool_backward(grad: Tensor, rois: Tensor, levels: Tensor, scales: Sequence[
     # As the kernel writes each gradient: NHWC for a channels_last one, else NCHW;
     # a level without RoIs is zeros (calloc: free until touched).
     handed = [
-        _new_tensor((n, hl, wl, cl) if last else (n, cl, hl, wl), dtype, zeros=not (want and grad.numel()))
+        new_tensor((n, hl, wl, cl) if last else (n, cl, hl, wl), dtype, zeros=not (want and grad.numel()))
         for (n, cl, hl, wl), last, want in zip(shapes, channels_last, used)
     ]
     wanted = used & (grad.numel() > 0) & np.array([t.numel() > 0 for t in handed])
@@ -281,19 +224,17 @@ def _pool_backward(grad: Tensor, rois: Tensor, levels: Tensor, scales: Sequence[
 def _scatter_back(grad, rois64, levels64, scales, shapes, channels_last, handed, wanted, threads, sampling_ratio,
                   aligned) -> None:
     """The backward kernel calls: ``handed[l]`` (NHWC if ``channels_last[l]``) receives level ``l``'s gradient."""
-    k, c, h, w = grad.shape
-    grad_nhwc = _scratch.get("grad_output", (k, h, w, c), _numpy_dtype(grad.dtype))
-    kernels.nchw_to_nhwc(grad.detach().contiguous().numpy(), grad_nhwc)
+    grad_nhwc = nhwc(grad, "grad_output", sums=True)
     levels64 = np.where(wanted[np.maximum(levels64, 0)] & (levels64 >= 0), levels64, -1)
     rows = [shape[0] * shape[2] if want else None for shape, want in zip(shapes, wanted)]
-    bands = _row_bands(threads, sum(t.numel() * t.element_size() for t, want in zip(handed, wanted) if want))
+    bands = _row_bands(threads, sum(t.numel() * grad_nhwc.itemsize for t, want in zip(handed, wanted) if want))
     for slots, group_scales, group_levels, row_starts in _level_groups(rows, scales, levels64):
         nchw = np.array([not channels_last[i] for i in slots])
         with numba.parallel_chunksize(1):
             kernels.roi_align_backward_nhwc(
                 grad_nhwc, rois64, group_levels, group_scales, row_starts,
                 np.array([shapes[i][2] for i in slots]), np.array([shapes[i][3] for i in slots]), bands,
-                *[handed[i].numpy() for i in slots], nchw, sampling_ratio, aligned,
+                *[kernel_array(handed[i]) for i in slots], nchw, sampling_ratio, aligned,
             )
 
 

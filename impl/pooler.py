@@ -138,7 +138,7 @@ class Pooler(nn.Module):
         self.canonical_level = canonical_level
 
     def levels(self, rois: Tensor) -> Tensor:
-        """0-based level of each ``(batch_index, x1, y1, x2, y2)`` row."""
+        """0-based level of each ``(batch_index, x1, y1, x2, y2)`` row (halves levelled in float32: ``impl.levels``)."""
         return self.assign_levels(
             rois[:, 1:], self.k_min, self.k_max, self.canonical_scale, self.canonical_level, None, self.dialect
         )

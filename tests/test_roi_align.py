@@ -264,7 +264,7 @@ def test_malformed_boxes(boxes, error, message):
     [
         (torch.zeros(3, 8, 8), ValueError, r"shape \[N, C, H, W\]"),
         (torch.zeros(2, 3, 8, 8, dtype=torch.int32), TypeError, r"input dtype"),
-        (torch.zeros(2, 3, 8, 8, dtype=torch.float16), TypeError, r"input dtype"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.complex64), TypeError, r"input dtype"),
         (torch.zeros(2, 3, 8, 8).numpy(), TypeError, r"input must be a torch.Tensor"),
     ],
 )

@@ -165,8 +165,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-forward-last-channel-skipped", "channel index", "forward channel loop stops one short (last channel 0)",
         KERNELS,
-        _lines(24, "for c in range(channels):", "    acc[c] +="),
-        _lines(24, "for c in range(channels - 1):", "    acc[c] +="),
+        _lines(4, "for c in range(acc.shape[0]):", "    acc[c] +="),
+        _lines(4, "for c in range(acc.shape[0] - 1):", "    acc[c] +="),
     ),
     Mutant(
         "kernel-backward-band-end-short", "gradient accumulation", "backward row band ends one row early (a row per band gets no gradient)",
@@ -204,8 +204,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-nhwc-transpose-last-column", "channel index", "NCHW -> NHWC copy never writes the last column",
         KERNELS,
-        _lines(8, "for x in range(src.shape[3]):", "    for c in range(c0, c1):", "        dst_row[x, c] = src[b, c, y, x]"),
-        _lines(8, "for x in range(src.shape[3] - 1):", "    for c in range(c0, c1):", "        dst_row[x, c] = src[b, c, y, x]"),
+        _lines(8, "for x in range(src.shape[3]):", "    for c in range(c0, c1):", "        dst_row[x, c] = _convert(src[b, c, y, x], dst_row)"),
+        _lines(8, "for x in range(src.shape[3] - 1):", "    for c in range(c0, c1):", "        dst_row[x, c] = _convert(src[b, c, y, x], dst_row)"),
     ),
     # --- our kernel: gradient ----------------------------------------------------------
     Mutant(
@@ -348,7 +348,7 @@ MUTANTS: List[Mutant] = [
     ),
     Mutant(
         "pooler-levels-from-batch-column", "pooler", "levels computed from rois[:, :4] (batch index read as x1)",
-        POOLER, "rois[:, 1:], self.k_min, self.k_max", "rois[:, :4], self.k_min, self.k_max",
+        POOLER, "rois[:, 1:], self.k_min", "rois[:, :4], self.k_min",
     ),
 ]
 
