@@ -28,12 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from roialign_suite import paths
 from roialign_suite.benchmarks import figures
 from roialign_suite.benchmarks.figures import Result
 
 CONFIG = Path(__file__).with_name("gate.toml")
-ROOT = Path(__file__).resolve().parent.parent
-STORAGE = ROOT / ".benchmarks"
+
+
+def storage() -> Path:
+    """Where benchmark runs are saved (``--benchmark-autosave``): ``.benchmarks/`` in the working directory."""
+    return paths.work_dir() / ".benchmarks"
 TARGET_PREFIX = "target:"
 # Rounds per gated case at least: its median must not be one noisy sample.
 GATE_MIN_ROUNDS = 3
@@ -125,26 +129,26 @@ def report(verdicts: Sequence[Verdict], enforce: bool = True) -> int:
     return 1
 
 
-def latest_saved_run(storage: Path = STORAGE) -> Optional[Path]:
-    """The newest pytest-benchmark JSON under ``storage`` (autosaved runs), if any."""
-    runs = sorted(storage.glob("*/*.json"), key=lambda p: p.stat().st_mtime)
+def latest_saved_run(folder: Optional[Path] = None) -> Optional[Path]:
+    """The newest pytest-benchmark JSON under ``folder`` (default :func:`storage`: autosaved runs), if any."""
+    runs = sorted((folder or storage()).glob("*/*.json"), key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None
 
 
 def run_benchmarks(config: GateConfig, output: Path, quick: bool, pytest_args: Sequence[str]) -> int:
     """Time the gated workloads (gated implementations and the baseline) into ``output``."""
     names = list(dict.fromkeys(list(config.implementations) + [config.baseline]))
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_throughput.py"), "-q",
-        f"--workloads={','.join(config.min_speedup)}",
-        f"--implementations={','.join(names)}",
+    command = paths.pytest_command(
+        [paths.package_dir("benchmarks") / "test_throughput.py"], "-q",
+        f"--roialign-workload={','.join(config.min_speedup)}",
+        f"--roialign-implementation={','.join(names)}",
         f"--benchmark-json={output}",
-        f"--bench-min-rounds={GATE_MIN_ROUNDS}",
-        *(["--quick"] if quick else []),
+        f"--roialign-bench-min-rounds={GATE_MIN_ROUNDS}",
+        *(["--roialign-quick"] if quick else []),
         *pytest_args,
-    ]
+    )
     print("+ " + " ".join(command), flush=True)
-    return subprocess.run(command, cwd=ROOT, check=False).returncode
+    return subprocess.run(command, env=paths.child_environment(), check=False).returncode
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -162,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         status = run_benchmarks(config, args.results, args.quick, args.pytest_args)
     path = args.results or latest_saved_run()
     if path is None or not Path(path).exists():
-        print(f"no benchmark results to check ({path or STORAGE / '*/*.json'} not found)", file=sys.stderr)
+        print(f"no benchmark results to check ({path or storage() / '*/*.json'} not found)", file=sys.stderr)
         return 2
     records, _ = figures.load_records(path)
     verdicts = evaluate(figures.throughput_results(records), config)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from roialign_suite import paths
+
 
 
 def environment() -> str:
@@ -42,14 +43,14 @@ def environment() -> str:
 
 def run_logged(command, log: Path) -> int:
     with log.open("w") as out:
-        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(command, env=paths.child_environment(), stdout=out, stderr=subprocess.STDOUT)
     print(f"{' '.join(command[2:])}: exit {done.returncode} (log {log})")
     return done.returncode
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
-    default_out = ROOT / "benchmarks" / "records" / f"{datetime.date.today().isoformat()}-cuda"
+    default_out = (paths.checkout_root() or paths.work_dir()) / "benchmarks" / "records" / f"{datetime.date.today().isoformat()}-cuda"
     parser.add_argument("--out", type=Path, default=default_out, help="folder for the record")
     parser.add_argument("--skip-benchmarks", action="store_true", help="properties only")
     args = parser.parse_args(argv)
@@ -59,14 +60,14 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "environment.txt").write_text(environment())
     status = run_logged(
-        [sys.executable, "-m", "pytest", "properties", "tests", "-m", "not fuzz", "-rs",
-         f"--junitxml={args.out / 'properties.xml'}", "-p", "no:cacheprovider"],
+        paths.pytest_command([paths.package_dir("properties")] + [paths.checkout_root() / "tests"] * bool(paths.checkout_root()),
+                             "-m", "not fuzz", "-rs", f"--junitxml={args.out / 'properties.xml'}", "-p", "no:cacheprovider"),
         args.out / "properties.txt",
     )
     if not args.skip_benchmarks:
         status |= run_logged(
             [sys.executable, "-m", "roialign_suite.benchmarks.report", "--run", "--out", str(args.out), "--",
-             "--implementations=numba,torchvision-cpu,torchvision-cuda"],
+             "--roialign-implementation=numba,torchvision-cpu,torchvision-cuda"],
             args.out / "benchmarks.txt",
         )
     return 1 if status else 0

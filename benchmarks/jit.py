@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Dict
 
-ROOT = Path(__file__).resolve().parent.parent
+from roialign_suite import paths
 
 
 def first_call() -> Dict[str, float]:
@@ -68,9 +68,9 @@ def other_variants() -> float:
 
 def measure(cache_dir: Path) -> Dict[str, float]:
     """Run :func:`main` in a fresh interpreter with Numba's cache in ``cache_dir``."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DISABLE_JIT="0")
+    env = paths.child_environment(dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DISABLE_JIT="0"))
     done = subprocess.run(
-        [sys.executable, "-m", "roialign_suite.benchmarks.jit"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "roialign_suite.benchmarks.jit"], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"roialign_suite.benchmarks.jit child failed ({done.returncode}):\n{done.stderr[-4000:]}")

@@ -26,7 +26,8 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
 from roialign_suite.benchmarks import figures  # noqa: E402
-from roialign_suite.benchmarks.gate import ROOT, STORAGE, latest_saved_run  # noqa: E402
+from roialign_suite import paths  # noqa: E402
+from roialign_suite.benchmarks.gate import latest_saved_run, storage  # noqa: E402
 
 OURS = "numba"
 MODEL_NOTE = (
@@ -40,14 +41,13 @@ MODEL_NOTE = (
 
 def run_benchmarks(results: Path, quick: bool, pytest_args: Sequence[str]) -> int:
     """Every benchmark into ``results``; saved under ``.benchmarks/`` too unless ``quick``."""
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q",
-        f"--benchmark-json={results}",
-        *(["--quick"] if quick else ["--benchmark-autosave"]),
+    command = paths.pytest_command(
+        [paths.package_dir("benchmarks")], "-q", f"--benchmark-json={results}",
+        *(["--roialign-quick"] if quick else ["--benchmark-autosave", f"--benchmark-storage={storage()}"]),
         *pytest_args,
-    ]
+    )
     print("+ " + " ".join(command), flush=True)
-    return subprocess.run(command, cwd=ROOT, check=False).returncode
+    return subprocess.run(command, env=paths.child_environment(), check=False).returncode
 
 
 def _run_label(document: Dict) -> str:
@@ -133,9 +133,9 @@ def plot_speedup(out: Path, rows: List[figures.Row]) -> None:
     plt.close(fig)
 
 
-def saved_runs(storage: Path = STORAGE) -> List[Dict]:
+def saved_runs(folder: Optional[Path] = None) -> List[Dict]:
     """Every saved run's document, oldest first (pytest-benchmark numbers them)."""
-    return [json.loads(p.read_text()) for p in sorted(storage.glob("*/*.json"), key=lambda p: p.name)]
+    return [json.loads(p.read_text()) for p in sorted((folder or storage()).glob("*/*.json"), key=lambda p: p.name)]
 
 
 def plot_history(out: Path, documents: List[Dict], implementation: str = OURS) -> None:
@@ -161,14 +161,14 @@ def plot_history(out: Path, documents: List[Dict], implementation: str = OURS) -
     plt.close(fig)
 
 
-def write_report(results: Path, out: Path, storage: Path = STORAGE) -> List[figures.Row]:
-    """All report files for the run in ``results``; history from ``storage``."""
+def write_report(results: Path, out: Path, folder: Optional[Path] = None) -> List[figures.Row]:
+    """All report files for the run in ``results``; history from ``folder`` (default the saved runs)."""
     out.mkdir(parents=True, exist_ok=True)
     records, document = figures.load_records(results)
     rows = write_summary(out, records, document)
     plot_throughput_vs_rois(out, records)
     plot_speedup(out, rows)
-    plot_history(out, saved_runs(storage))
+    plot_history(out, saved_runs(folder))
     return rows
 
 
@@ -177,7 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--run", action="store_true", help="run every benchmark first (and save the run)")
     parser.add_argument("--quick", action="store_true", help="with --run: toy sizes, not saved (CI smoke run)")
     parser.add_argument("--results", type=Path, help="pytest-benchmark JSON (default: latest saved run)")
-    parser.add_argument("--out", type=Path, default=ROOT / "report", help="report folder (default report/)")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="report folder (default report/ in the working directory)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --run (after --)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -190,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
     path = args.results or latest_saved_run()
     if path is None or not Path(path).exists():
-        print(f"no benchmark results ({path or STORAGE / '*/*.json'} not found); use --run", file=sys.stderr)
+        print(f"no benchmark results ({path or storage() / '*/*.json'} not found); use --run", file=sys.stderr)
         return 2
     rows = write_report(Path(path), args.out)
     print(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))

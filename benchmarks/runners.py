@@ -10,57 +10,27 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numba
 import torch
-import torchvision
 from torch import Tensor
 
 from roialign_suite import impl
 from roialign_suite.benchmarks.workloads import Inputs, Workload
 from roialign_suite.properties import implementations as registry
-from roialign_suite.reference.pooler import TorchvisionPooler
 
-# Registry entries never timed, with the reason.
-NOT_TIMED = {"reference": "the float64 reference is a definition, too slow to time"}
-# Registry entries whose device-native kernel differs from their CPU-tensor adapter.
-DEVICE_NATIVE = {"torchvision-cuda": torchvision.ops.roi_align}
 REPRESENTATION_SIZE = 1024  # FPN2MLPFeatureExtractor's fc6/fc7 width
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """An implementation as timed: ``roi_align`` takes tensors already on ``device``."""
+def candidates(targets: Sequence[str] = (), target_device: str = "cpu") -> List[registry.Implementation]:
+    """The implementations timed: the registry's (less those it marks ``not_timed``) and one per ``MODULE:ATTR`` target.
 
-    name: str
-    roi_align: Callable
-    device: str = "cpu"
-    unavailable: Optional[str] = None
-    differentiable: bool = True  # False: forward-only (the ONNX runtimes)
-
-    @property
-    def is_torchvision(self) -> bool:
-        return self.name.startswith("torchvision")
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-def candidates(targets: Sequence[str] = (), target_device: str = "cpu") -> List[Candidate]:
-    """The registry's entries (less :data:`NOT_TIMED`) and one per ``MODULE:ATTR`` target."""
-    found = [
-        Candidate(e.name, DEVICE_NATIVE.get(e.name, e.roi_align), e.device, e.unavailable, e.differentiable)
-        for e in registry.builtin()
-        if e.name not in NOT_TIMED
+    Each is timed through ``Implementation.timed_call``, on tensors already on its device.
+    """
+    return [e for e in registry.builtin() if e.not_timed is None] + [
+        registry.target(spec, target_device) for spec in targets
     ]
-    for spec in targets:
-        entry = registry.target(spec, target_device)
-        # The registry's device wrapper copies per call; time the target on device-resident inputs.
-        native = registry.load_object(spec)
-        found.append(Candidate(entry.name, native, target_device, entry.unavailable))
-    return found
 
 
 def pooler_class(roi_align: Callable) -> type:
@@ -79,19 +49,19 @@ def _our_pooler(workload: Workload, roi_align: Callable = impl.roi_align) -> imp
     return pooler_class(roi_align)(workload.output_size, workload.scales, workload.sampling_ratio, workload.aligned)
 
 
-def _forward(workload: Workload, candidate: Candidate) -> Callable:
+def _forward(workload: Workload, candidate: registry.Implementation) -> Callable:
     """``(features, rois) -> output`` for the workload's op, built outside the timed region."""
     w = workload
     if w.op == "roi_align":
-        fn = candidate.roi_align
+        fn = candidate.timed_call
         return lambda features, rois: fn(features[0], rois, w.output_size, w.scales[0], w.sampling_ratio, w.aligned)
     if w.op == "pooler":
-        return _our_pooler(w, candidate.roi_align)
+        return _our_pooler(w, candidate.timed_call)
     if w.op == "extractor":
-        if candidate.is_torchvision:
-            pooler = TorchvisionPooler(w.output_size, w.sampling_ratio, scales=w.scales)
+        if candidate.pooler is not None:
+            pooler = candidate.pooler(w.output_size, w.sampling_ratio, w.scales)
         else:
-            pooler = _our_pooler(w, candidate.roi_align)
+            pooler = _our_pooler(w, candidate.timed_call)
         torch.manual_seed(0)  # the same fc weights for every candidate
         extractor = impl.FPN2MLPFeatureExtractor(pooler, w.channels, w.output_size, REPRESENTATION_SIZE)
         return extractor.to(candidate.device)
@@ -112,7 +82,7 @@ class TimedCall:
     first ``count`` RoIs only (an untimed warm-up).
     """
 
-    def __init__(self, workload: Workload, candidate: Candidate, inputs: Inputs):
+    def __init__(self, workload: Workload, candidate: registry.Implementation, inputs: Inputs):
         device = candidate.device
         self.backward = workload.backward
         self.features = [f.to(device) for f in inputs.features]

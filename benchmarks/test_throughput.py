@@ -47,7 +47,7 @@ def warm_up(call: TimedCall, num_rois: int, budget_s: float) -> float:
     return estimate
 
 
-def test_throughput(benchmark, case, timing_plan, record, jit_warm):
+def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roialign_jit_warm):
     workload, candidate = case
     if candidate.unavailable:
         pytest.skip(f"{candidate.name}: {candidate.unavailable}")
@@ -57,7 +57,7 @@ def test_throughput(benchmark, case, timing_plan, record, jit_warm):
         pytest.skip(f"{workload.threads} threads asked, NUMBA_NUM_THREADS is {max_threads()}")
     inputs, nbytes, floor_bytes = _inputs_and_bytes(workload)
     benchmark.group = workload.name
-    budget_s, min_rounds, max_rounds = timing_plan
+    budget_s, min_rounds, max_rounds = roialign_timing_plan
     with thread_count(workload.threads):
         call = TimedCall(workload, candidate, inputs)
         seconds_per_call = warm_up(call, workload.num_rois, budget_s)
@@ -83,4 +83,4 @@ def test_throughput(benchmark, case, timing_plan, record, jit_warm):
         copy_bytes_per_s=copy_bytes_per_s,
         estimated_call_s=seconds_per_call,
     )
-    record(benchmark)
+    roialign_record(benchmark)

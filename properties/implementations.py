@@ -1,40 +1,184 @@
-"""Named RoIAlign implementations that the properties and benchmarks iterate over.
+"""The implementations the suite verifies and times: one :class:`Implementation` record each.
 
-Every entry has ``torchvision.ops.roi_align``'s signature and takes and
-returns CPU tensors. Entries that cannot run here stay listed with the reason,
-so a test can skip with that reason instead of silently leaving them out.
+A record holds everything the properties and benchmarks need to know about
+one RoIAlign: how to call it (``roi_align``: CPU tensors in and out;
+``native``: tensors already on its device, for timing), where it runs, which
+dtypes it takes, where it rounds (:meth:`Implementation.arithmetic`), whether
+it is differentiable, what only our kernel promises, and its documented
+divergences from the definition, each with its reason and the corpus cases
+that pin it. Adding an implementation is adding one record to :func:`builtin`
+(or naming one with ``--roialign-target=MODULE:ATTR``: :func:`target`).
+Entries that cannot run here stay listed with the reason, so a test skips
+with that reason instead of silently leaving them out.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from roialign_suite import impl
-from roialign_suite import reference
+from roialign_suite import impl, reference
+from roialign_suite.properties.tolerances import Arithmetic
 from roialign_suite.reference import runtimes, torchvision_ops
+from roialign_suite.reference.pooler import TorchvisionPooler
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A documented way an implementation departs from the definition.
+
+    ``boxes(case, geometry)`` selects the boxes it concerns (``None``: it does
+    not depend on single boxes); ``cases(case)`` the cases it concerns (``None``:
+    every case). Where ``excluded``, the generic properties take those boxes out
+    of the cases they check on this implementation, visibly (an accepted
+    refusal, e.g. raising on an empty sample grid); otherwise the generic
+    properties show it and ``properties/test_runtime_conformance.py`` cuts it
+    out by this rule. ``corpus`` names the pinned cases (a glob under
+    ``properties/corpus/``) that replay it exactly.
+    """
+
+    name: str
+    reason: str
+    corpus: str
+    boxes: Optional[Callable] = None
+    cases: Optional[Callable] = None
+    excluded: bool = False
+    # The input dtype on which it concerns every case (OpenVINO's float64), or None.
+    whole_dtype: Optional[str] = None
+
+    def concerns_box(self, case, geometry) -> bool:
+        return (self.cases is None or self.cases(case)) and self.boxes is not None and self.boxes(case, geometry)
+
+    def concerns_case(self, case) -> bool:
+        return self.boxes is None and (self.cases is None or self.cases(case))
+
+
+def _negative_grid(case, geometry) -> bool:
+    return geometry.grid_h * geometry.grid_w < 0
+
+
+# Third-party kernels may raise on a box whose sample grid is negative (aligned,
+# adaptive, inverted along one axis) where the definition takes no samples (0).
+NEGATIVE_GRID_REFUSED = Divergence(
+    "negative-sample-grid-refused",
+    "a box inverted along one axis, aligned, adaptive grid: grid_h * grid_w < 0; the definition "
+    "gives 0, the kernel may raise instead (torchvision CPU: 'cannot create std::vector larger than max_size()')",
+    "*negative_sample_grid*",
+    boxes=_negative_grid,
+    excluded=True,
+)
+
+
+def _spatial_scale_not_float32(case) -> bool:
+    return float(torch.tensor(case.spatial_scale, dtype=torch.float32)) != case.spatial_scale
+
+
+ONNX_SCALE_IN_FLOAT32 = Divergence(
+    "onnx-spatial-scale-float32",
+    "ONNX stores spatial_scale as a float attribute: in float64 a scale float32 cannot hold exactly "
+    "(not a power of two) moves every sample",
+    "known_divergences/*_float64_*",
+    cases=lambda case: case.dtype == "float64" and _spatial_scale_not_float32(case),
+)
+OPENVINO_FLOAT64_IN_FLOAT32 = Divergence(
+    "openvino-float64-in-float32",
+    "OpenVINO's CPU plugin runs float64 models in float32",
+    "known_divergences/openvino_float64_matches_reference_*",
+    cases=lambda case: case.dtype == "float64",
+    whole_dtype="float64",
+)
+OPENVINO_EMPTY_GRID_NAN = Divergence(
+    "openvino-empty-grid-nan",
+    "a zero-width or zero-height box with aligned=True and an adaptive grid has 0 samples: OpenVINO "
+    "divides 0 by 0 (NaN) where the definition gives 0",
+    "known_divergences/openvino_zero_size_box_adaptive_grid_aligned.json",
+    boxes=lambda case, g: g.grid_h * g.grid_w == 0,
+    cases=lambda case: case.aligned and case.sampling_ratio <= 0,
+)
+
+
+def _own_input_dtype(dtype: torch.dtype, backward: bool) -> torch.dtype:
+    return dtype
+
+
+def _our_sums(dtype: torch.dtype, backward: bool) -> torch.dtype:
+    """Where our kernels sum: the halves in float32; float32/float64 forwards in float64,
+    their backwards in the input dtype (gradients accumulate in place)."""
+    if dtype in HALF_DTYPES:
+        return torch.float32
+    return dtype if backward else torch.float64
+
+
+def _float64_sums(dtype: torch.dtype, backward: bool) -> torch.dtype:
+    return torch.float64
 
 
 @dataclass(frozen=True)
 class Implementation:
+    """One RoIAlign under test; see the module docstring."""
+
     name: str
-    roi_align: Callable
+    roi_align: Callable  # torchvision.ops.roi_align's signature; CPU tensors in and out
+    native: Optional[Callable] = None  # the same on tensors already on ``device`` (timed); default roi_align
     device: str = "cpu"
     # Our own kernels promise more than torchvision's contract: a clear error
     # on every bad input and a bitwise-deterministic backward.
     ours: bool = False
+    # Verified by default (``--roialign-implementation`` overrides).
+    verified_by_default: bool = False
+    # Why it is never timed (the float64 reference is a definition, too slow).
+    not_timed: Optional[str] = None
     # Why it cannot run on this machine, or None when it can.
     unavailable: Optional[str] = None
     # False for forward-only entries (the ONNX runtimes): gradient properties skip them.
     differentiable: bool = True
+    dtypes: Tuple[torch.dtype, ...] = FLOAT_DTYPES
+    # The dtype sample coordinates are computed in (None: the input's), and the
+    # dtype sums are accumulated in, per input dtype and direction.
+    coordinates: Optional[torch.dtype] = None
+    sums: Callable[[torch.dtype, bool], torch.dtype] = _own_input_dtype
     # The precision it computes in whatever the input dtype, where that is
     # lower than the input's (OpenVINO runs float64 models in float32).
     compute_dtype: Optional[torch.dtype] = None
+    divergences: Tuple[Divergence, ...] = ()
+    # How its multi-level pooler is built for the box-head benchmarks:
+    # ``pooler(output_size, sampling_ratio, scales) -> module``; None: impl.Pooler
+    # with this roi_align swapped in for ours.
+    pooler: Optional[Callable] = None
+    # A torch.library operator (``torch.ops.ns.name.default``) behind roi_align,
+    # for opcheck (None when it is not one).
+    operator: Optional[object] = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # short ids in pytest parametrisation
         return self.name
+
+    @property
+    def timed_call(self) -> Callable:
+        return self.native or self.roi_align
+
+    def arithmetic(self, dtype: torch.dtype, backward: bool = False) -> Arithmetic:
+        """Where it rounds on ``dtype`` input: coordinates, sums, output (``properties.tolerances``)."""
+        return Arithmetic(self.coordinates or dtype, self.sums(dtype, backward), dtype)
+
+    def excluded_boxes(self, case) -> List[int]:
+        """Rows of ``case`` that an accepted refusal (``Divergence.excluded``) concerns."""
+        rules = [d for d in self.divergences if d.excluded]
+        if not rules:
+            return []
+        return [k for k, g in enumerate(case.geometries()) if any(d.concerns_box(case, g) for d in rules)]
+
+    def divergent_boxes(self, case) -> List[int]:
+        """Rows of ``case`` any of its documented box divergences concerns."""
+        return [k for k, g in enumerate(case.geometries()) if any(d.concerns_box(case, g) for d in self.divergences)]
+
+    def diverges_on(self, case) -> List[Divergence]:
+        """Its case-wide divergences that concern ``case``."""
+        return [d for d in self.divergences if d.concerns_case(case)]
 
 
 def _cuda_reason() -> Optional[str]:
@@ -43,25 +187,40 @@ def _cuda_reason() -> Optional[str]:
     return "no CUDA device visible (torch.cuda.is_available() is False)"
 
 
+def _torchvision_pooler(output_size, sampling_ratio, scales):
+    return TorchvisionPooler(output_size, sampling_ratio, scales=scales)
+
+
 def builtin() -> List[Implementation]:
     """The suite's own entries: ours, the reference, torchvision CPU and CUDA, ONNX Runtime, OpenVINO."""
     return [
-        Implementation("numba", impl.roi_align, ours=True),
-        Implementation("reference", reference.roi_align),
-        Implementation("torchvision-cpu", torchvision_ops.roi_align_cpu),
-        Implementation("torchvision-cuda", torchvision_ops.roi_align_cuda, device="cuda", unavailable=_cuda_reason()),
         Implementation(
-            "onnxruntime",
-            runtimes.roi_align_onnxruntime,
-            unavailable=runtimes.onnxruntime_unavailable(),
-            differentiable=False,
+            "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
+            coordinates=torch.float64, sums=_our_sums, operator=torch.ops.roialign_suite.roi_align.default,
         ),
         Implementation(
-            "openvino",
-            runtimes.roi_align_openvino,
-            unavailable=runtimes.openvino_unavailable(),
-            differentiable=False,
-            compute_dtype=torch.float32,
+            "reference", reference.roi_align, not_timed="the float64 reference is a definition, too slow to time",
+            dtypes=HALF_DTYPES + FLOAT_DTYPES, coordinates=torch.float64, sums=_float64_sums,
+        ),
+        Implementation(
+            "torchvision-cpu", torchvision_ops.roi_align_cpu, native=torchvision_ops.roi_align_native,
+            verified_by_default=True, dtypes=(torch.float16,) + FLOAT_DTYPES, divergences=(NEGATIVE_GRID_REFUSED,),
+            pooler=_torchvision_pooler, operator=torch.ops.torchvision.roi_align.default,
+        ),
+        Implementation(
+            "torchvision-cuda", torchvision_ops.roi_align_cuda, native=torchvision_ops.roi_align_native,
+            device="cuda", verified_by_default=True, unavailable=_cuda_reason(),
+            dtypes=HALF_DTYPES + FLOAT_DTYPES, divergences=(NEGATIVE_GRID_REFUSED,), pooler=_torchvision_pooler,
+        ),
+        Implementation(
+            "onnxruntime", runtimes.roi_align_onnxruntime, unavailable=runtimes.onnxruntime_unavailable(),
+            differentiable=False, divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32),
+        ),
+        Implementation(
+            "openvino", runtimes.roi_align_openvino, unavailable=runtimes.openvino_unavailable(),
+            differentiable=False, compute_dtype=torch.float32,
+            divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
+                         OPENVINO_EMPTY_GRID_NAN),
         ),
     ]
 
@@ -85,16 +244,19 @@ def target(spec: str, device: str = "cpu") -> Implementation:
     """A user's ``roi_align`` named by ``MODULE:ATTR``, run on ``device``.
 
     On a non-CPU device the target receives tensors on that device and its
-    result is brought back to the CPU.
+    result is brought back to the CPU (``native`` is the target itself, for
+    timing on device-resident inputs). It is third-party: no promises beyond
+    torchvision's contract, and the refusal of negative sample grids accepted.
     """
     fn = load_object(spec)
     if not callable(fn):
         raise ValueError(f"{spec!r} is not callable")
-    unavailable = _cuda_reason() if device.startswith("cuda") else None
+    common = dict(divergences=(NEGATIVE_GRID_REFUSED,))
     if device == "cpu":
-        return Implementation(f"target:{spec}", fn)
+        return Implementation(f"target:{spec}", fn, **common)
     return Implementation(
-        f"target:{spec}@{device}", torchvision_ops.run_on(fn, device), device=device, unavailable=unavailable
+        f"target:{spec}@{device}", torchvision_ops.run_on(fn, device), native=fn, device=device,
+        unavailable=_cuda_reason() if device.startswith("cuda") else None, **common,
     )
 
 

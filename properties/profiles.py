@@ -5,9 +5,12 @@
 - ``dev``: the local default; random, remembers failures in ``.hypothesis/``.
 - ``thorough``: many more examples, for a long hunt.
 
-Choice, first match wins: pytest's ``--hypothesis-profile NAME`` (Hypothesis's
-own option, applied after this module loads), env ``ROIALIGN_PROFILE``,
-``ci`` when env ``CI`` is set, else ``dev``.
+Choice, first match wins: ``--roialign-profile NAME``, env ``ROIALIGN_PROFILE``,
+``ci`` when env ``CI`` is set, else ``dev``; Hypothesis's own
+``--hypothesis-profile`` is applied after and wins over all of them.
+``--roialign-max-examples`` and ``--roialign-seed`` derive a profile from the
+chosen one (a seed turns derandomization off: the run is random but
+reproducible from that seed).
 """
 from __future__ import annotations
 
@@ -36,18 +39,31 @@ def register() -> None:
         settings.register_profile(name, **options)
 
 
-def chosen(environ: Mapping[str, str] = os.environ) -> str:
-    """The profile named by the environment (the pytest option overrides it later)."""
-    name: Optional[str] = environ.get("ROIALIGN_PROFILE")
+def chosen(requested: Optional[str] = None, environ: Mapping[str, str] = os.environ) -> str:
+    """The profile named by the option, else the environment."""
+    name = requested or environ.get("ROIALIGN_PROFILE")
     if name:
         if name not in PROFILES:
-            raise ValueError(f"ROIALIGN_PROFILE={name!r} is not one of {sorted(PROFILES)}")
+            raise ValueError(f"profile {name!r} is not one of {sorted(PROFILES)}")
         return name
     return "ci" if environ.get("CI") else "dev"
 
 
-def load(environ: Mapping[str, str] = os.environ) -> str:
+def load(requested: Optional[str] = None, max_examples: Optional[int] = None, seed: Optional[int] = None,
+         environ: Mapping[str, str] = os.environ) -> str:
+    """Register the profiles and load the chosen one (derived for ``max_examples`` / ``seed``); returns its name."""
     register()
-    name = chosen(environ)
+    name = chosen(requested, environ)
+    changes = {}
+    if max_examples is not None:
+        if max_examples < 1:
+            raise ValueError(f"max_examples must be >= 1, got {max_examples}")
+        changes["max_examples"] = max_examples
+    if seed is not None:
+        changes["derandomize"] = False
+    if changes:
+        derived = name + "".join(f"-{key}={value}" for key, value in sorted(changes.items()))
+        settings.register_profile(derived, parent=settings.get_profile(name), **changes)
+        name = derived
     settings.load_profile(name)
     return name

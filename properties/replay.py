@@ -22,10 +22,17 @@ from roialign_suite.properties.checks import (
     check_forward_matches_reference,
 )
 from roialign_suite.properties.strategies import DTYPES, RoIAlignCase
-from roialign_suite.properties.tolerances import arithmetic, assert_within, forward_oracle, forward_tolerance
+from roialign_suite.properties.tolerances import assert_within, forward_oracle, forward_tolerance
 
-# ROIALIGN_CORPUS replays another folder (tests/test_fuzz.py: a temporary corpus the fuzzer wrote).
-CORPUS = Path(os.environ.get("ROIALIGN_CORPUS") or Path(__file__).parent / "corpus")
+# The shipped corpus; --roialign-corpus (or env ROIALIGN_CORPUS) replays another folder
+# (tests/test_fuzz.py: a temporary corpus the fuzzer wrote).
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def corpus_root(config=None) -> Path:
+    """The corpus folder a run replays: ``--roialign-corpus``, else the shipped one."""
+    chosen = config.getoption("roialign_corpus") if config is not None else os.environ.get("ROIALIGN_CORPUS")
+    return Path(chosen) if chosen else CORPUS
 
 # property name -> check(implementation, case, entry); aliases keep other writers' names.
 PROPERTIES = {
@@ -100,7 +107,7 @@ def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> Non
     expected = oracle.value
     if entry.get("expected") is not None:
         expected = torch.tensor(entry["expected"], dtype=torch.float64).reshape(out.shape)
-    arith = arithmetic(implementation.ours, DTYPES[case.dtype])
+    arith = implementation.arithmetic(DTYPES[case.dtype])
     bound = forward_tolerance(case, oracle, arith)
     tolerance: Dict = entry.get("tolerance") or {}
     observed = torch.tensor(entry["observed"], dtype=torch.float64).reshape(out.shape)

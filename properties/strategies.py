@@ -492,19 +492,6 @@ def boxes_with_negative_grid(case: RoIAlignCase) -> List[int]:
     return [k for k, g in enumerate(case.geometries()) if g.grid_h * g.grid_w < 0]
 
 
-def case_for(implementation, case: RoIAlignCase) -> RoIAlignCase:
-    """``case`` as checked on ``implementation``, its reproduction noted. Ours must handle
-    every box; for anyone else boxes with a negative sample grid are taken out, visibly
-    (a known divergence, pinned in the corpus)."""
-    refused = [] if getattr(implementation, "ours", False) else boxes_with_negative_grid(case)
-    if refused:
-        note_if_testing(f"boxes {refused} have a negative sample grid: not checked on {implementation.name} "
-                        "(third-party kernels may refuse them; see corpus negative_sample_grid*)")
-        case = case.replace(boxes=tuple(b for k, b in enumerate(case.boxes) if k not in refused))
-    note_reproduction(case, implementation)
-    return case
-
-
 # --- bad inputs -----------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -14,15 +14,16 @@ import pytest
 import torch
 
 from roialign_suite.properties import implementations as registry
-from roialign_suite.properties.conftest import implementations_under_test
+from roialign_suite.properties.session import implementations_under_test
 from roialign_suite.properties.replay import (
     PROPERTIES,
+    corpus_root,
     case_from_entry,
     check_still_diverges,
     diverging_implementation,
     load_corpus,
 )
-from roialign_suite.properties.tolerances import arithmetic, assert_within, forward_oracle, forward_tolerance
+from roialign_suite.properties.tolerances import FLOAT64, assert_within, forward_oracle, forward_tolerance
 
 
 
@@ -37,7 +38,7 @@ def _implementations_for(entry: dict, config) -> List:
 
 
 def pytest_generate_tests(metafunc):
-    entries = load_corpus()
+    entries = load_corpus(corpus_root(metafunc.config))
     if "corpus_entry" in metafunc.fixturenames and "implementation_name" not in metafunc.fixturenames:
         with_expected = [(i, e) for i, e in entries if e.get("expected") is not None]
         metafunc.parametrize("corpus_entry", [e for _, e in with_expected], ids=[i for i, _ in with_expected])
@@ -67,7 +68,7 @@ def test_reference_gives_the_recorded_expected(corpus_entry):
     case = case_from_entry(corpus_entry)
     oracle = forward_oracle(case)
     expected = torch.tensor(corpus_entry["expected"], dtype=torch.float64).reshape(oracle.value.shape)
-    bound = forward_tolerance(case, oracle, arithmetic(True, torch.float64))
+    bound = forward_tolerance(case, oracle, FLOAT64)
     assert_within(oracle.value, expected, bound, "reference vs recorded expected")
 
 

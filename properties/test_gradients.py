@@ -9,8 +9,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roialign_suite.properties.strategies import DTYPES, INSIDE, case_for, roi_align_cases
+from roialign_suite.properties.strategies import DTYPES, INSIDE, roi_align_cases
 from roialign_suite.properties.checks import (
+    case_for,
     check_adjoint_identity,
     check_backward_matches_reference,
     grad_output_for,

@@ -1,7 +1,7 @@
 """Properties of FPN level assignment (``impl.levels``), for every dialect and a user's LevelMapper.
 
 The ``level_mapper`` fixture is ``impl.LevelMapper`` (torchvision dialect)
-and, with ``--level-mapper=MODULE:ATTR``, that class too (torchvision's
+and, with ``--roialign-level-mapper=MODULE:ATTR``, that class too (torchvision's
 LevelMapper constructor and call, e.g. ``torchvision.ops.poolers:LevelMapper``).
 
 Coordinates are drawn on a 1/8-pixel grid below 2**16, so they and every
@@ -28,7 +28,7 @@ PLUS_ONE = {"maskrcnn_benchmark": 1.0, "torchvision": 0.0, "detectron2": 0.0}
 
 def pytest_generate_tests(metafunc):
     if "level_mapper" in metafunc.fixturenames:
-        spec = metafunc.config.getoption("--level-mapper", default=None)
+        spec = metafunc.config.getoption("roialign_level_mapper")
         ids = ["impl"] + ([f"target:{spec}"] if spec else [])
         metafunc.parametrize("level_mapper", ids, indirect=True, scope="module")
 

@@ -13,11 +13,11 @@ import torch
 from hypothesis import assume, example, given, note
 from hypothesis import strategies as st
 
-from roialign_suite.properties.strategies import DTYPES, INSIDE, NON_INVERTED, RoIAlignCase, roi_align_cases, case_for
+from roialign_suite.properties.checks import case_for
+from roialign_suite.properties.strategies import DTYPES, INSIDE, NON_INVERTED, RoIAlignCase, roi_align_cases
 from roialign_suite.properties.tolerances import (
     Arithmetic,
     Oracle,
-    arithmetic,
     assert_within,
     forward_oracle,
     forward_tolerance,
@@ -37,7 +37,7 @@ def magnitude(case: RoIAlignCase, features=None) -> torch.Tensor:
 def same_boxes_bound(implementation, case: RoIAlignCase, features, mag) -> torch.Tensor:
     """Rounding bound for calls that share the case's boxes (so the same sample
     coordinates and no jumps): summation and output rounding (``mag`` bounds |output|)."""
-    arith = arithmetic(implementation.ours, DTYPES[case.dtype])
+    arith = implementation.arithmetic(DTYPES[case.dtype])
     return forward_tolerance(case, Oracle(value=mag, magnitude=mag), arith, features)
 
 
@@ -53,7 +53,7 @@ def transformed_bound(implementation, case: RoIAlignCase, other: RoIAlignCase, o
     exactly what the reference says: only those bins get that difference as allowance.
     """
     dtype = DTYPES[case.dtype]
-    arith = arithmetic(implementation.ours, dtype)
+    arith = implementation.arithmetic(dtype)
     rounded = Arithmetic(coordinates=dtype, accumulation=arith.accumulation, output=dtype)
     mine, theirs = forward_oracle(case), forward_oracle(other, other_features)
     bound = (
@@ -104,7 +104,7 @@ def test_constant_map_gives_the_constant(implementation, case, constant):
     out = case.run(implementation.roi_align, features=features)
     expected = torch.full(out.shape, float(features.flatten()[0]), dtype=torch.float64)
     oracle = Oracle(value=expected, magnitude=expected.abs())
-    bound = forward_tolerance(case, oracle, arithmetic(implementation.ours, DTYPES[case.dtype]), features)
+    bound = forward_tolerance(case, oracle, implementation.arithmetic(DTYPES[case.dtype]), features)
     assert_within(out, expected, bound, f"constant {constant} map")
 
 
@@ -141,7 +141,7 @@ def test_linear_ramp_gives_the_bin_centres(implementation, case, data):
     out = case.run(implementation.roi_align, features=features)
     expected = bin_centre_values(case, slopes_y, slopes_x, offsets)
     magnitude = torch.full_like(expected, float(features.abs().max()))
-    bound = forward_tolerance(case, Oracle(expected, magnitude), arithmetic(implementation.ours, DTYPES[case.dtype]),
+    bound = forward_tolerance(case, Oracle(expected, magnitude), implementation.arithmetic(DTYPES[case.dtype]),
                               features)
     assert_within(out, expected, bound, "linear ramp vs bin centres")
 
@@ -275,7 +275,7 @@ def test_adaptive_sampling_equals_the_explicit_ceil_grid(implementation, case):
     """Adaptive sampling of a RoI equals ``sampling_ratio = ceil(roi_size / output_size)``, bitwise."""
     case = case_for(implementation, case)
     out = case.run(implementation.roi_align)
-    arith = arithmetic(implementation.ours, DTYPES[case.dtype])
+    arith = implementation.arithmetic(DTYPES[case.dtype])
     deltas = coordinate_error(case, unit_roundoff(arith.coordinates))
     float32_grid = arith.coordinates != torch.float64
     checked = 0

@@ -1,18 +1,19 @@
 """ONNX Runtime and OpenVINO RoiAlign against the float64 reference, outside their known divergences.
 
-``pytest properties --implementation onnxruntime`` runs every generic property
-on a runtime and shows where it diverges; this module instead pins what each
+``--roialign-implementation onnxruntime`` runs every generic property on a
+runtime and shows where it diverges; this module instead pins what each
 runtime does get right, one runtime x dtype per test, with the forward check
-and bounds of properties/test_differential.py (forward only: the runtimes have
-no gradient). Each known divergence is cut out of the drawn cases by a named
-rule below and replayed exactly from properties/corpus/known_divergences/
-(tests/test_runtimes.py); docs/conformance.md is the resulting matrix.
+and bounds of ``properties/checks.py`` (forward only: the runtimes have no
+gradient). Each known divergence is cut out of the drawn cases by the rule in
+the runtime's record (``properties/implementations.py``) and replayed exactly
+from ``properties/corpus/known_divergences/`` (tests/test_runtimes.py);
+docs/conformance.md is the resulting matrix.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from roialign_suite.properties.strategies import RoIAlignCase, roi_align_cases
 from roialign_suite.properties.checks import check_forward_matches_reference
@@ -28,50 +29,33 @@ def runtime(name: str) -> registry.Implementation:
     return entry
 
 
-def scale_is_float32(case: RoIAlignCase) -> bool:
-    """ONNX stores ``spatial_scale`` as float32 (corpus: *_float64_matches_reference_*):
-    in float64 the runtimes agree only on scales float32 holds exactly (the FPN's 1/4..1/32)."""
-    return float(np.float32(case.spatial_scale)) == case.spatial_scale
+def outside_divergences(entry: registry.Implementation, case: RoIAlignCase) -> RoIAlignCase:
+    """``case`` less the boxes a documented divergence of ``entry`` concerns (its record's rules)."""
+    divergent = set(entry.divergent_boxes(case))
+    return case.replace(boxes=tuple(box for k, box in enumerate(case.boxes) if k not in divergent))
 
 
-def box_is_divergent(name: str, case: RoIAlignCase, geometry) -> bool:
-    """The known divergences that depend on one box (aligned=True, adaptive grid only).
-
-    - inverted along one axis only: grid_h * grid_w < 0 and both runtimes raise
-      (corpus: *_inverted_box_adaptive_grid_aligned);
-    - zero width or height: grid 0 and OpenVINO returns NaN for 0 / 0
-      (corpus: openvino_zero_size_box_adaptive_grid_aligned).
-    """
-    samples = geometry.grid_h * geometry.grid_w
-    return samples < 0 or (name == "openvino" and samples == 0 and case.aligned and case.sampling_ratio <= 0)
-
-
-def without_divergent_boxes(name: str, case: RoIAlignCase) -> RoIAlignCase:
-    kept = tuple(box for box, g in zip(case.boxes, case.geometries()) if not box_is_divergent(name, case, g))
-    return case.replace(boxes=kept)
+def runtime_dtype_params():
+    """(runtime, dtype) pairs; a pair a divergence concerns wholly is a strict expected failure."""
+    params = []
+    for name in RUNTIME_NAMES:
+        for dtype in ("float32", "float64"):
+            whole = [d for d in registry.by_name()[name].divergences if d.whole_dtype == dtype]
+            marks = [pytest.mark.xfail(strict=True, raises=AssertionError,
+                                       reason=f"known divergence: {d.reason} (corpus: {d.corpus})") for d in whole]
+            params.append(pytest.param(name, dtype, marks=marks, id=f"{name}-{dtype}"))
+    return params
 
 
-@pytest.mark.parametrize("name", RUNTIME_NAMES)
-@given(case=roi_align_cases(dtype_names=("float32",)))
-def test_float32_forward_matches_reference(name, case):
-    check_forward_matches_reference(runtime(name), without_divergent_boxes(name, case))
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "onnxruntime",
-        pytest.param(
-            "openvino",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="known divergence: OpenVINO computes float64 models in float32 "
-                "(corpus: openvino_float64_matches_reference_*)",
-            ),
-        ),
-    ],
-)
-@given(case=roi_align_cases(dtype_names=("float64",)).filter(scale_is_float32))
-def test_float64_forward_matches_reference(name, case):
-    check_forward_matches_reference(runtime(name), without_divergent_boxes(name, case))
+@pytest.mark.parametrize("name, dtype", runtime_dtype_params())
+@given(data=st.data())
+def test_forward_matches_reference_outside_known_divergences(name, dtype, data):
+    entry = runtime(name)
+    wholly = any(d.whole_dtype == dtype for d in entry.divergences)
+    # Case-wide divergences are drawn around, unless one covers the whole dtype (then the
+    # strict xfail above expects the failure).
+    cases = roi_align_cases(dtype_names=(dtype,))
+    if not wholly:
+        cases = cases.filter(lambda c: not entry.diverges_on(c))
+    case = data.draw(cases, label="case")
+    check_forward_matches_reference(entry, outside_divergences(entry, case))

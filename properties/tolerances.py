@@ -70,12 +70,9 @@ class Arithmetic:
     output: torch.dtype
 
 
-def arithmetic(ours: bool, dtype: torch.dtype, backward: bool = False) -> Arithmetic:
-    """Our kernel: coordinates in float64; forward sums in float64, backward sums in
-    the input dtype (gradients accumulate in place). Anyone else: all in the input dtype."""
-    if ours:
-        return Arithmetic(torch.float64, dtype if backward else torch.float64, dtype)
-    return Arithmetic(dtype, dtype, dtype)
+# The reference's arithmetic (and any float64 computation from float64 coordinates).
+FLOAT64 = Arithmetic(torch.float64, torch.float64, torch.float64)
+
 
 
 # --- the oracle ---------------------------------------------------------------------

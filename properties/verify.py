@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import List
+from typing import List, Sequence
 
 import torch
 
@@ -75,7 +75,8 @@ def check(impl: registry.Implementation, features, boxes, dtype, aligned, expect
     return Row(impl.name, str(dtype).replace("torch.", ""), aligned, forward_error, backward_error, seconds, worst <= bound, bound)
 
 
-def run(rows_out: List[Row]) -> bool:
+def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -> bool:
+    """Every built-in (but the reference) and each ``MODULE:ATTR`` target; prints the table, True if all are ok."""
     features, boxes = default_workload()
     grad_out = torch.randn(boxes.shape[0], features.shape[1], 7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     skipped = []
@@ -86,7 +87,7 @@ def run(rows_out: List[Row]) -> bool:
             x = features.to(dtype).double().detach().requires_grad_()
             expected = reference.roi_align(x, boxes.to(dtype).double(), 7, 0.125, 2, aligned)
             expected.backward(grad_out)
-            for impl in registry.builtin():
+            for impl in registry.builtin() + [registry.target(spec, device) for spec in targets]:
                 if impl.name == "reference":
                     continue
                 if impl.unavailable:
@@ -108,9 +109,13 @@ def run(rows_out: List[Row]) -> bool:
 
 
 def main(argv=None) -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    parser = argparse.ArgumentParser(prog="roialign-suite verify", description=__doc__.splitlines()[0])
+    parser.add_argument("--target", action="append", default=[], metavar="MODULE:ATTR",
+                        help="also check this roi_align (torchvision.ops.roi_align's signature); repeatable")
+    parser.add_argument("--device", default="cpu", help="device the targets run on (default cpu)")
+    args = parser.parse_args(argv)
     rows: List[Row] = []
-    return 0 if run(rows) else 1
+    return 0 if run(rows, args.target, args.device) else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ process that generates nothing replays the shrunk failure from Redis.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +81,9 @@ def fuzz(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 def replay(corpus_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ROIALIGN_CORPUS=str(corpus_dir))
     return subprocess.run([sys.executable, "-m", "pytest", "properties/test_corpus.py", "-q", "-p", "no:cacheprovider",
-                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                           f"--roialign-corpus={corpus_dir}", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
 
 
 def written_cases(corpus_dir: Path):
@@ -93,7 +92,7 @@ def written_cases(corpus_dir: Path):
 
 @pytest.mark.fuzz
 def test_planted_bug_is_found_written_and_fails_the_replay(tmp_path, compiled_kernels):
-    run = fuzz("--roi-align", PLANTED, *NARROW, "--seconds", "60", "--seed", "1", "--progress-every", "5",
+    run = fuzz("--target", PLANTED, *NARROW, "--seconds", "60", "--seed", "1", "--progress-every", "5",
                "--db", str(tmp_path / "db"), "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "run"),
                timeout=240)
     assert run.returncode == 1, run.stdout + run.stderr  # 1: failures found
@@ -105,9 +104,9 @@ def test_planted_bug_is_found_written_and_fails_the_replay(tmp_path, compiled_ke
     for entry in entries:
         assert entry["implementation"] == "*" and entry["found_by"]["implementation"] == f"target:{PLANTED}"
         assert entry["observed"] != entry["expected"]
-    failing = replay(tmp_path / "corpus", f"--roi-align={PLANTED}")
+    failing = replay(tmp_path / "corpus", f"--roialign-target={PLANTED}")
     assert failing.returncode == 1 and name in failing.stdout, failing.stdout
-    passing = replay(tmp_path / "corpus", "--implementation=numba")
+    passing = replay(tmp_path / "corpus", "--roialign-implementation=numba")
     assert passing.returncode == 0, passing.stdout
 
 
@@ -117,7 +116,7 @@ def test_two_workers_share_one_redis_database(tmp_path, compiled_kernels):
     import redis
 
     with LocalRedis() as server:
-        run = fuzz("--roi-align", PLANTED, *NARROW, "--seconds", "45", "--grace", "30", "--seed", "2",
+        run = fuzz("--target", PLANTED, *NARROW, "--seconds", "45", "--grace", "30", "--seed", "2",
                    "--workers", "2", "--redis", server.url, "--corpus", str(tmp_path / "corpus"),
                    "--out", str(tmp_path / "run"), timeout=240)
         assert run.returncode in (0, 1), run.stdout + run.stderr  # 0 if both were still shrinking at the end
@@ -128,7 +127,7 @@ def test_two_workers_share_one_redis_database(tmp_path, compiled_kernels):
 
         def harvest(url: str, name: str) -> subprocess.CompletedProcess:
             """A process that generates nothing: it can only replay failures stored in the database."""
-            return fuzz("--roi-align", PLANTED, *NARROW, "--seconds", "60", "--replay-only", "--redis", url,
+            return fuzz("--target", PLANTED, *NARROW, "--seconds", "60", "--replay-only", "--redis", url,
                         "--corpus", str(tmp_path / name), "--out", str(tmp_path / f"{name}-run"), timeout=240)
 
         shared = harvest(server.url, "harvest")

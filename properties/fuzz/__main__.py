@@ -1,10 +1,10 @@
-"""``python -m properties.fuzz``: fuzz the property suite for a time budget (``--help``; ``tox -e fuzz``).
+"""``python -m roialign_suite.properties.fuzz``: fuzz the property suite for a time budget (``--help``; ``tox -e fuzz``).
 
-    python -m properties.fuzz --minutes 10                       # ours + torchvision, 1 worker
-    python -m properties.fuzz --minutes 30 --workers 2 --start-redis
-    python -m properties.fuzz --roi-align mypkg.ops:roi_align --minutes 60 --redis redis://host:6379/0
-    python -m properties.fuzz --replay-only --redis redis://host:6379/0   # write what others found
-    python -m properties.fuzz accept FILE --reason "..."         # pin a third-party divergence
+    python -m roialign_suite.properties.fuzz --minutes 10                       # ours + torchvision, 1 worker
+    python -m roialign_suite.properties.fuzz --minutes 30 --workers 2 --start-redis
+    python -m roialign_suite.properties.fuzz --target mypkg.ops:roi_align --minutes 60 --redis redis://host:6379/0
+    python -m roialign_suite.properties.fuzz --replay-only --redis redis://host:6379/0   # write what others found
+    python -m roialign_suite.properties.fuzz accept FILE --reason "..."         # pin a third-party divergence
 
 Exit status: 0 no failure found, 1 failures found (see the summary and the
 corpus folder), 2 usage or worker errors.
@@ -19,23 +19,23 @@ from pathlib import Path
 from typing import List, Optional
 
 from roialign_suite.properties.fuzz import plugin
-from roialign_suite.properties.fuzz.campaign import REPO, Campaign, Runner, default_files
+from roialign_suite.properties.fuzz.campaign import Campaign, Runner, default_corpus, default_files
 
 
 def campaign_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m properties.fuzz", description=__doc__,
+    p = argparse.ArgumentParser(prog="roialign-suite fuzz", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="time budget (default 10)")
     budget.add_argument("--seconds", type=float, help="time budget in seconds")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the database (default 1)")
-    target = p.add_argument_group("what to fuzz (passed to the property suite, see properties/conftest.py)")
-    target.add_argument("--roi-align", action="append", default=[], metavar="MODULE:ATTR",
+    target = p.add_argument_group("what to fuzz (passed to the property suite as --roialign-* options)")
+    target.add_argument("--target", action="append", default=[], metavar="MODULE:ATTR",
                         help="a roi_align to verify instead of the built-ins (repeatable)")
     target.add_argument("--implementation", action="append", default=[], metavar="NAME",
                         help="registry built-in to verify (repeatable; default numba, torchvision-cpu, -cuda)")
-    target.add_argument("--with-builtins", action="store_true", help="with --roi-align, also the built-ins")
-    target.add_argument("--device", help="device of the --roi-align targets (cpu, cuda)")
+    target.add_argument("--with-builtins", action="store_true", help="with --target, also the built-ins")
+    target.add_argument("--device", help="device of the --target kernels (cpu, cuda)")
     target.add_argument("--level-mapper", metavar="MODULE:ATTR", help="level mapper under test")
     target.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression selecting properties")
     target.add_argument("--files", nargs="+", metavar="FILE",
@@ -46,8 +46,9 @@ def campaign_parser() -> argparse.ArgumentParser:
     db.add_argument("--redis", metavar="URL", help="Redis database shared by machines, e.g. redis://host:6379/0")
     db.add_argument("--start-redis", action="store_true",
                     help="start a private redis-server on 127.0.0.1 (free port) for this campaign's workers")
-    p.add_argument("--corpus", type=Path, default=REPO / "properties" / "corpus" / "fuzz",
-                   help="where failures become corpus cases (default properties/corpus/fuzz)")
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="where failures become corpus cases (default: a checkout's properties/corpus/fuzz, "
+                        "else roialign-corpus/ here)")
     p.add_argument("--out", type=Path, help="run directory: logs, stats, summary (default .hypothesis/fuzz/TIME)")
     p.add_argument("--seed", type=int, help="campaign seed (round seeds derive from it; default random)")
     p.add_argument("--examples", type=int, default=25, help="max_examples of the first round (doubles per round)")
@@ -64,13 +65,14 @@ def campaign_parser() -> argparse.ArgumentParser:
 
 
 def pytest_args(args) -> List[str]:
-    passed = [f"--roi-align={s}" for s in args.roi_align] + [f"--implementation={n}" for n in args.implementation]
+    passed = [f"--roialign-target={s}" for s in args.target]
+    passed += [f"--roialign-implementation={n}" for n in args.implementation]
     if args.with_builtins:
-        passed.append("--with-builtins")
+        passed.append("--roialign-with-builtins")
     if args.device:
-        passed.append(f"--device={args.device}")
+        passed.append(f"--roialign-device={args.device}")
     if args.level_mapper:
-        passed.append(f"--level-mapper={args.level_mapper}")
+        passed.append(f"--roialign-level-mapper={args.level_mapper}")
     if args.keyword:
         passed += ["-k", args.keyword]
     return passed
@@ -88,10 +90,11 @@ def run_hypofuzz(args, campaign: Campaign) -> Optional[str]:
     runner = Runner(campaign)
     env = runner.environment(runner.workers[0], campaign.seed)
     command = ["hypothesis", "fuzz", "--host", "127.0.0.1", "-n", str(args.workers), "--",
-               *campaign.files, "-p", "roialign_suite.properties.fuzz.plugin", "--hypothesis-profile", plugin.PROFILE,
+               *campaign.files, "-p", "roialign_suite.plugin", "-p", "roialign_suite.properties.fuzz.plugin",
+               "--hypothesis-profile", plugin.PROFILE,
                *campaign.pytest_args]
     print(f"[fuzz] {' '.join(command)} for {campaign.budget_s:.0f} s (progress: http://127.0.0.1:9999)")
-    process = subprocess.Popen(command, cwd=REPO, env=env)
+    process = subprocess.Popen(command, env=env)
     try:
         process.wait(timeout=campaign.budget_s)
     except subprocess.TimeoutExpired:
@@ -105,7 +108,7 @@ def main_campaign(argv: List[str]) -> int:
     budget = args.seconds if args.seconds is not None else 60 * (args.minutes if args.minutes is not None else 10)
     campaign = Campaign(
         budget_s=budget, workers=args.workers, files=args.files or default_files(), pytest_args=pytest_args(args),
-        database=args.redis or args.db, corpus=args.corpus, out=args.out, seed=args.seed,
+        database=args.redis or args.db, corpus=args.corpus or default_corpus(), out=args.out, seed=args.seed,
         first_examples=args.examples, max_examples=args.max_examples, progress_every_s=args.progress_every,
         grace_s=args.grace, replay_only=args.replay_only,
     )

@@ -22,24 +22,30 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from roialign_suite import paths
 from roialign_suite.properties.fuzz import plugin
 from roialign_suite.properties.fuzz.stats import Totals, load_snapshots, merge, progress_line, summary_text
 
-REPO = Path(__file__).resolve().parents[2]
-PROPERTIES_DIR = REPO / "properties"
 NOT_FUZZED = ("test_corpus.py",)  # the replay of pinned cases: nothing to search
 MIN_ROUND_S = 5.0  # no round starts closer than this to the end of the budget
 EXIT_NOTHING_COLLECTED = 5
 
 
 def default_files() -> List[str]:
-    return sorted(str(p.relative_to(REPO)) for p in PROPERTIES_DIR.glob("test_*.py") if p.name not in NOT_FUZZED)
+    """Every property file of the suite (installed or checkout), but the corpus replay."""
+    return sorted(str(p) for p in paths.package_dir("properties").glob("test_*.py") if p.name not in NOT_FUZZED)
+
+
+def default_corpus() -> Path:
+    """Where findings go: the checkout's ``properties/corpus/fuzz`` (replayed by its CI), else
+    ``roialign-corpus/`` in the working directory (replay it with ``--roialign-corpus``)."""
+    root = paths.checkout_root()
+    return root / "properties" / "corpus" / "fuzz" if root else paths.work_dir() / "roialign-corpus"
 
 
 @dataclass
@@ -49,9 +55,9 @@ class Campaign:
     budget_s: float
     workers: int = 1
     files: Sequence[str] = field(default_factory=default_files)
-    pytest_args: Sequence[str] = ()  # --roi-align, --implementation, -k ... passed through
+    pytest_args: Sequence[str] = ()  # --roialign-target, --roialign-implementation, -k ... passed through
     database: str = plugin.DEFAULT_DATABASE
-    corpus: Path = PROPERTIES_DIR / "corpus" / "fuzz"
+    corpus: Path = field(default_factory=default_corpus)
     out: Optional[Path] = None
     seed: Optional[int] = None
     first_examples: int = 25
@@ -64,7 +70,7 @@ class Campaign:
         if self.seed is None:
             self.seed = random.SystemRandom().getrandbits(32)
         if self.out is None:
-            self.out = REPO / ".hypothesis" / "fuzz" / time.strftime("%Y%m%d-%H%M%S")
+            self.out = paths.work_dir() / ".hypothesis" / "fuzz" / time.strftime("%Y%m%d-%H%M%S")
 
 
 @dataclass
@@ -94,12 +100,12 @@ class Runner:
         return random.Random(f"{self.c.seed}-{worker.index}-{worker.rounds}").getrandbits(32)
 
     def command(self) -> List[str]:
-        return [sys.executable, "-m", "pytest", *self.c.files, "-p", "roialign_suite.properties.fuzz.plugin",
-                "-p", "no:cacheprovider", "--hypothesis-profile", plugin.PROFILE,
-                "-q", "--no-header", "--tb=line", "-rN", *self.c.pytest_args]
+        return paths.pytest_command(self.c.files, "-p", "roialign_suite.properties.fuzz.plugin",
+                                    "-p", "no:cacheprovider", "--hypothesis-profile", plugin.PROFILE,
+                                    "-q", "--no-header", "--tb=line", "-rN", *self.c.pytest_args)
 
     def environment(self, worker: Worker, seed: int) -> dict:
-        env = dict(os.environ)
+        env = paths.child_environment()
         examples = min(self.c.first_examples * 2 ** worker.rounds, self.c.max_examples)
         env.update({
             plugin.STATS_ENV: str(self.stats_dir / f"worker{worker.index}-round{worker.rounds}.json"),
@@ -124,7 +130,7 @@ class Runner:
         self.retired_path.write_text(json.dumps(self.totals().failed_tests()))
         worker.log = open(self.logs_dir / f"worker{worker.index}-round{worker.rounds}.log", "w")
         worker.process = subprocess.Popen(
-            self.command(), cwd=REPO, env=self.environment(worker, seed), stdout=worker.log,
+            self.command(), env=self.environment(worker, seed), stdout=worker.log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from roialign_suite.properties.strategies import RoIAlignCase, case_for
+from roialign_suite.properties.checks import case_for
+from roialign_suite.properties.strategies import RoIAlignCase
 from roialign_suite.properties.replay import PROPERTIES, case_from_entry, check_still_diverges
 from roialign_suite.properties.tolerances import forward_oracle
 from roialign_suite.properties import implementations as registry
@@ -81,9 +82,9 @@ def find_violations(implementation, case: RoIAlignCase, grad_seeds: Sequence[int
 
 
 def corpus_name(implementation) -> str:
-    """The ``implementation`` field: a registry name replays on that entry; a ``--roi-align``
+    """The ``implementation`` field: a registry name replays on that entry; a ``--roialign-target``
     target is written as ``"*"`` (every implementation under test: the target itself when
-    the replay runs with ``--roi-align``, the built-ins on CI)."""
+    the replay runs with ``--roialign-target``, the built-ins on CI)."""
     return implementation.name if implementation.name in registry.by_name() else "*"
 
 

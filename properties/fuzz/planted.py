@@ -7,7 +7,7 @@ if a kernel tested ``y >= H - 1`` where it means ``y > H``. Only boxes that
 put a sample on that line show it; everything else is exact. Used by
 ``tests/test_fuzz.py``::
 
-    python -m properties.fuzz --roi-align properties.fuzz.planted:roi_align --minutes 2
+    python -m roialign_suite.properties.fuzz --target roialign_suite.properties.fuzz.planted:roi_align --minutes 2
 """
 from __future__ import annotations
 

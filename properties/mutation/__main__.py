@@ -34,9 +34,10 @@ from roialign_suite.properties.mutation.mutants import KERNELS, MUTANTS, Mutant,
 
 REPO = Path(__file__).resolve().parents[2]
 # What a mutant's copy holds: the packages and tests, and pyproject.toml for pytest's configuration.
-COPIED = ("impl", "reference", "properties", "tests", "benchmarks", "pyproject.toml")
+COPIED = ("roialign_suite", "impl", "reference", "properties", "tests", "benchmarks", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".hypothesis", ".pytest_cache")
-PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.properties.mutation.plugin")
+PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.plugin", "-p",
+                  "roialign_suite.properties.mutation.plugin")
 OUTPUT_TAIL = 3000  # characters of a run's output kept for mutants that are not caught
 
 CAUGHT, SURVIVED, INVALID, ERROR = "CAUGHT", "SURVIVED", "INVALID", "ERROR"

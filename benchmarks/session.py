@@ -1,81 +1,52 @@
-"""Benchmark options, parametrisation (workload x implementation) and the end-of-run summary.
+"""The benchmarks' share of the plugin (``roialign_suite.plugin`` registers it): parametrisation
+(workload x implementation), the ``roialign_``-prefixed fixtures, and the end-of-run summary.
 
-Options (besides pytest-benchmark's own ``--benchmark-*``):
-
-- ``--quick`` / ``ROIALIGN_BENCH_QUICK=1``: toy-size workloads, one round (CI smoke run).
-- ``--roi-align=MODULE:ATTR`` (repeatable) and ``--roi-align-device``: time plug-in targets too.
-- ``--implementations=a,b`` / ``--workloads=x,y``: run a subset (exact names;
-  ``--roi-align`` targets are always kept).
-- ``--bench-budget=SECONDS`` / ``--bench-min-rounds=N``: time spent per (workload, implementation).
+Options (declared in ``roialign_suite.plugin``; besides pytest-benchmark's own ``--benchmark-*``):
+``--roialign-quick`` / ``ROIALIGN_BENCH_QUICK=1`` (toy-size workloads, one round: the CI smoke
+run); ``--roialign-target=MODULE:ATTR`` and ``--roialign-device`` (time a plug-in target too);
+``--roialign-implementation`` / ``--roialign-workload`` (a subset, exact names; targets are
+always kept); ``--roialign-bench-budget`` / ``--roialign-bench-min-rounds`` (time per case).
 """
 from __future__ import annotations
 
 import os
-from typing import List
 
 import pytest
 
 from roialign_suite.benchmarks import figures
 from roialign_suite.benchmarks.runners import candidates
 from roialign_suite.benchmarks.workloads import all_workloads
+from roialign_suite.plugin import is_suite_module, names
 
 RECORDED = pytest.StashKey[list]()
 
 
-def _add_option(parser, *names, **kwargs) -> None:
-    # ``--roi-align`` may also be defined by another conftest of the suite.
-    try:
-        parser.addoption(*names, **kwargs)
-    except ValueError:
-        pass
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("roialign benchmarks")
-    _add_option(group, "--quick", action="store_true", default=False, help="toy workloads, one round (CI smoke run)")
-    _add_option(group, "--roi-align", action="append", default=[], metavar="MODULE:ATTR", help="also time this roi_align")
-    _add_option(group, "--roi-align-device", default="cpu", help="device the --roi-align targets run on")
-    _add_option(group, "--implementations", default="", help="comma-separated implementation names to time")
-    _add_option(group, "--workloads", default="", help="comma-separated workload names to time")
-    _add_option(group, "--bench-budget", type=float, default=None, help="seconds of timed rounds per case (default 2)")
-    _add_option(group, "--bench-min-rounds", type=int, default=None, help="fewest timed rounds per case (default 1)")
-
-
 def is_quick(config) -> bool:
-    return bool(config.getoption("--quick")) or os.environ.get("ROIALIGN_BENCH_QUICK", "") not in ("", "0")
-
-
-def _names(value: str) -> List[str]:
-    return [n.strip() for n in value.split(",") if n.strip()]
-
-
-def _targets(config) -> List[str]:
-    value = config.getoption("--roi-align") or []
-    return [value] if isinstance(value, str) else list(value)
+    return bool(config.getoption("roialign_quick")) or os.environ.get("ROIALIGN_BENCH_QUICK", "") not in ("", "0")
 
 
 def selected_workloads(config):
-    wanted = _names(config.getoption("--workloads"))
+    wanted = names(config.getoption("roialign_workload"))
     workloads = [w for w in all_workloads() if not wanted or w.name in wanted]
     unknown = set(wanted) - {w.name for w in workloads}
     if unknown:
-        raise pytest.UsageError(f"--workloads: unknown names {sorted(unknown)}")
+        raise pytest.UsageError(f"--roialign-workload: unknown names {sorted(unknown)}")
     return [w.quick() for w in workloads] if is_quick(config) else workloads
 
 
 def selected_candidates(config):
-    wanted = _names(config.getoption("--implementations"))
-    found = candidates(_targets(config), config.getoption("--roi-align-device"))
+    wanted = names(config.getoption("roialign_implementation"))
+    found = candidates(config.getoption("roialign_target"), config.getoption("roialign_device"))
     # Plug-in targets were asked for by name, so the filter keeps them.
     chosen = [c for c in found if not wanted or c.name in wanted or c.name.startswith("target:")]
     unknown = set(wanted) - {c.name for c in chosen}
     if unknown:
-        raise pytest.UsageError(f"--implementations: unknown names {sorted(unknown)}; known: {[c.name for c in found]}")
+        raise pytest.UsageError(f"--roialign-implementation: unknown names {sorted(unknown)}; known: {[c.name for c in found]}")
     return chosen
 
 
 def pytest_generate_tests(metafunc):
-    if "case" not in metafunc.fixturenames:
+    if "case" not in metafunc.fixturenames or not is_suite_module(metafunc.module, "benchmarks"):
         return
     config = metafunc.config
     cases = [(w, c) for w in selected_workloads(config) for c in selected_candidates(config)]
@@ -83,20 +54,20 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="session")
-def timing_plan(request):
+def roialign_timing_plan(request):
     """``(budget_s, min_rounds, max_rounds)`` for each case."""
     config = request.config
     if is_quick(config):
         return 0.0, 1, 1
-    budget = config.getoption("--bench-budget")
-    min_rounds = config.getoption("--bench-min-rounds")
+    budget = config.getoption("roialign_bench_budget")
+    min_rounds = config.getoption("roialign_bench_min_rounds")
     # One untimed call first, then as many rounds as fit the budget: a slow
     # case (torchvision's backward, seconds per call) gets a single round.
     return (2.0 if budget is None else budget), (1 if min_rounds is None else min_rounds), 15
 
 
 @pytest.fixture
-def record(request):
+def roialign_record(request):
     """Register a ``benchmark`` fixture whose results the end-of-run summary reads."""
     recorded = request.config.stash.setdefault(RECORDED, [])
     return recorded.append
@@ -134,7 +105,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(scope="session")
-def jit_warm():
+def roialign_jit_warm():
     """Compile (or load from cache) our Numba kernels before anything is timed."""
     from roialign_suite.benchmarks.jit import first_call
 

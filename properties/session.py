@@ -1,0 +1,85 @@
+"""The property suite's share of the plugin (``roialign_suite.plugin`` registers it).
+
+It parametrises the properties' ``implementation`` argument with every
+implementation under test and ``our_implementation`` with those that are
+ours, and names them in the run's header.
+
+Under test: the ``--roialign-target`` callables, else (or also, with
+``--roialign-with-builtins``) the built-ins named by
+``--roialign-implementation``, by default those whose record says
+``verified_by_default`` (ours, torchvision CPU and CUDA; the CUDA one skips
+with its reason when no GPU is visible). The float64 ``reference`` is the
+oracle, never a subject. The ONNX runtimes follow the ONNX operator and
+diverge in documented ways (their records' ``divergences``);
+``--roialign-implementation onnxruntime`` runs every property on one to show
+where. Forward-only entries (``differentiable=False``) skip the gradient
+properties with that reason. Targets are third-party: the properties only our
+kernel promises (clear errors on bad input, a bitwise-deterministic backward)
+are not asked of them.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import pytest
+from hypothesis import settings
+
+from roialign_suite.plugin import is_suite_module, names
+from roialign_suite.properties import implementations as registry
+from roialign_suite.impl import threads
+
+
+def implementations_under_test(config) -> List[registry.Implementation]:
+    """Targets named by --roialign-target, else (or also, with --roialign-with-builtins) the chosen built-ins."""
+    device = config.getoption("roialign_device")
+    targets = [registry.target(spec, device) for spec in config.getoption("roialign_target")]
+    known = registry.by_name()
+    wanted = names(config.getoption("roialign_implementation"))
+    unknown = [n for n in wanted if n not in known or n == "reference"]
+    if unknown:
+        raise pytest.UsageError(
+            f"--roialign-implementation {unknown}: choose from {sorted(set(known) - {'reference'})}"
+        )
+    builtins = [known[n] for n in wanted] if wanted else [i for i in known.values() if i.verified_by_default]
+    if not targets:
+        return builtins
+    return targets + (builtins if config.getoption("roialign_with_builtins") else [])
+
+
+def params(implementations) -> list:
+    """One ``pytest.param`` per implementation, id its name, skipped with its reason where it cannot run."""
+    return [
+        pytest.param(i, id=i.name, marks=[pytest.mark.skip(reason=f"{i.name}: {i.unavailable}")] if i.unavailable else [])
+        for i in implementations
+    ]
+
+
+def pytest_generate_tests(metafunc):
+    if not is_suite_module(metafunc.module, "properties"):
+        return
+    under_test = implementations_under_test(metafunc.config)
+    if "implementation" in metafunc.fixturenames:
+        metafunc.parametrize("implementation", params(under_test))
+    if "our_implementation" in metafunc.fixturenames:
+        ours = [i for i in under_test if i.ours]
+        metafunc.parametrize("our_implementation", params(ours) or [pytest.param(None, id="no-ours", marks=pytest.mark.skip(
+            reason="a property only our kernel promises; the --roialign-target kernels are third-party "
+            "(add --roialign-with-builtins to check ours too)"))])
+
+
+def suite_requested(config) -> bool:
+    """Whether this run is the suite's (its folders or package named, or a ``--roialign-*`` option given),
+    so a user's own test runs in an environment holding the plugin get no header from it."""
+    named = any(word in str(arg) for arg in config.args for word in ("roialign_suite", "properties", "benchmarks"))
+    given = config.getoption("roialign_target") or config.getoption("roialign_implementation")
+    return bool(named or given)
+
+
+def pytest_report_header(config):
+    if not suite_requested(config):
+        return []
+    under_test = ", ".join(
+        i.name + (f" (skipped: {i.unavailable})" if i.unavailable else "") for i in implementations_under_test(config)
+    )
+    return [f"roialign: under test: {under_test}; hypothesis profile: {settings.get_current_profile_name()}; "
+            f"kernels' threading layer: {threads.describe()}"]
