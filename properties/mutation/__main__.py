@@ -27,14 +27,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
+from roialign_suite import paths
 from roialign_suite.properties.mutation import plugin, smoke
 from roialign_suite.properties.mutation.mutants import KERNELS, MUTANTS, Mutant, by_id
 
-REPO = Path(__file__).resolve().parents[2]
-# What a mutant's copy holds: the packages and tests, and pyproject.toml for pytest's configuration.
+# What a mutant's copy holds, laid out as a checkout: the packages, the tests and pyproject.toml
+# (pytest's configuration) from a checkout; from an installed suite, its package's folders.
 COPIED = ("roialign_suite", "impl", "reference", "properties", "tests", "benchmarks", "pyproject.toml")
+SUBPACKAGES = ("impl", "reference", "properties", "benchmarks")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".hypothesis", ".pytest_cache")
 PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.plugin", "-p",
                   "roialign_suite.properties.mutation.plugin")
@@ -106,18 +108,37 @@ class Slot:
         if self.src.exists():
             shutil.rmtree(self.src)
         self.src.mkdir(parents=True)
-        for name in COPIED:
-            source = REPO / name
-            if source.is_dir():
-                shutil.copytree(source, self.src / name, ignore=IGNORED)
-            elif source.exists():
-                shutil.copy2(source, self.src / name)
+        copy_sources(self.src)
         mutant.apply_in(self.src)
         if mutant.path != KERNELS:
             return self.numba_clean
         if self.numba_mutant.exists():
             shutil.rmtree(self.numba_mutant)
         return self.numba_mutant
+
+
+def copy_sources(dest: Path) -> None:
+    """The suite's sources into ``dest``, laid out as a checkout (the subpackages beside
+    ``roialign_suite/``), from the checkout or from the installed package."""
+    root = paths.checkout_root()
+    if root is not None:
+        for name in COPIED:
+            source = root / name
+            if source.is_dir():
+                shutil.copytree(source, dest / name, ignore=IGNORED)
+            elif source.exists():
+                shutil.copy2(source, dest / name)
+        return
+    package = paths.import_root() / "roialign_suite"
+    shutil.copytree(package, dest / "roialign_suite", ignore=shutil.ignore_patterns(*SUBPACKAGES, "__pycache__", "*.pyc"))
+    for name in SUBPACKAGES:
+        shutil.copytree(paths.package_dir(name), dest / name, ignore=IGNORED)
+
+
+def source_file(relative: str) -> Path:
+    """A file of the suite named as in a checkout (``impl/kernels.py``), wherever it is installed."""
+    subpackage, _, rest = relative.partition("/")
+    return paths.package_dir(subpackage) / rest
 
 
 def run_process(command: Sequence[str], cwd: Path, env: dict, timeout: float) -> Run:
@@ -141,7 +162,7 @@ def mutant_env(mutant: Mutant, slot: Slot, numba_cache: Path, numba_opt: Optiona
     env = dict(os.environ)
     if numba_opt is not None:
         env["NUMBA_OPT"] = str(numba_opt)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(slot.src), str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(slot.src), env.get("PYTHONPATH", "")) if p)
     env["NUMBA_CACHE_DIR"] = str(numba_cache)
     env["ROIALIGN_PROFILE"] = "ci"
     env[plugin.ROOT_ENV] = str(slot.src)
@@ -274,14 +295,14 @@ def rotten(mutants: Sequence[Mutant]) -> List[str]:
     problems = []
     for m in mutants:
         try:
-            m.apply((REPO / m.path).read_text())
+            m.apply(source_file(m.path).read_text())
         except (OSError, ValueError) as error:
             problems.append(str(error))
     return problems
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m properties.mutation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="roialign-suite mutate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
     parser.add_argument("--only", metavar="ID[,ID]", help="run only these mutants")
     parser.add_argument("--jobs", type=int, default=2, help="mutants checked in parallel (default 2)")

@@ -226,11 +226,11 @@ MUTANTS: List[Mutant] = [
     ),
     # --- our front end -----------------------------------------------------------------
     Mutant(
-        "ops-backward-shape-swapped", "gradient shape",
-        "the autograd rule unpacks the input's (H, W) as (W, H) for the backward operator",
+        "ops-backward-drops-aligned", "pixel convention",
+        "the autograd rule calls the backward operator with aligned=False whatever the forward used",
         OPS,
-        "n, c, h, w = ctx.shape",
-        "n, c, w, h = ctx.shape",
+        "w, sampling_ratio, aligned, ctx.channels_last)",
+        "w, sampling_ratio, False, ctx.channels_last)",
     ),
     # --- the float64 oracle ------------------------------------------------------------
     Mutant(
