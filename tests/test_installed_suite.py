@@ -1,0 +1,144 @@
+"""End to end, as a kernel author meets the suite: a wheel built from this checkout, installed in a
+fresh virtual environment, run from a directory that has its own ``benchmarks/``, ``properties/``,
+``reference/`` and ``tests/`` packages.
+
+The fresh environment holds the suite only from the wheel. Its dependencies (torch and the rest,
+gigabytes) are borrowed from the environment running this test through a ``.pth`` file naming a
+folder of links to them, the suite itself and its editable-install hooks left out, so neither the
+checkout nor this environment's install of the suite can stand in for the wheel (checked: where
+``roialign_suite`` and its entry point come from).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 900
+# Left out of the borrowed dependencies: this environment's own install of the suite.
+NOT_BORROWED = ("roialign_suite", "__editable__", "_roialign")
+
+
+def run(command, cwd, env=None, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tracked_sources(dest: Path) -> Path:
+    """The checkout's tracked files copied to ``dest`` (a build there leaves nothing in the checkout)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def borrowed_dependencies(dest: Path) -> Path:
+    """A folder of links to this environment's installed packages, less the suite itself."""
+    dest.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(NOT_BORROWED) and not entry.name.endswith(".pth"):
+            (dest / entry.name).symlink_to(entry)
+    return dest
+
+
+def installed_version(name: str):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """``(python, roialign-suite command, environment)`` of a fresh venv holding the wheel."""
+    root = tmp_path_factory.mktemp("installed")
+    source = tracked_sources(root / "src")
+    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", root / "dist",
+                 source], cwd=root)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (root / "dist").glob("roialign_suite-*.whl")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    python = venv / "bin" / "python"
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root).stdout.strip())
+    (site / "borrowed_dependencies.pth").write_text(str(borrowed_dependencies(root / "dependencies")) + "\n")
+    # tbb's library lies outside site-packages: install its wheels for real (small), so it loads as for a user.
+    packages = [wheel] + [f"{name}=={version(name)}" for name in ("tbb", "tcmlib") if installed_version(name)]
+    done = run([python, "-m", "pip", "install", "--no-deps", *packages], cwd=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return python, venv / "bin" / "roialign-suite", env
+
+
+@pytest.fixture
+def user_project(tmp_path):
+    """A kernel author's repository: its own packages named like ours, a conftest, a tests folder."""
+    for name in ("benchmarks", "properties", "reference", "tests"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"# the user's own {name} package\nTHEIRS = True\n")
+    (tmp_path / "conftest.py").write_text("# the user's own conftest\n")
+    (tmp_path / "broken_kernel.py").write_text(textwrap.dedent('''
+        import torchvision
+
+        def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+            """torchvision's RoIAlign, but a legacy-convention box is shifted by a quarter pixel."""
+            return torchvision.ops.roi_align(input, boxes, output_size, spatial_scale * (1.0 + 2**-10),
+                                             sampling_ratio, aligned)
+    '''))
+    return tmp_path
+
+
+def test_the_wheel_is_what_runs(installed, user_project):
+    """``roialign_suite`` and the plugin's entry point come from the fresh venv's wheel, and the user's
+    own ``properties``/``benchmarks`` packages stay theirs."""
+    python, _, env = installed
+    probe = run([python, "-c", textwrap.dedent('''
+        import importlib.metadata, json, roialign_suite, properties, benchmarks
+        from roialign_suite import properties as ours
+        eps = [ep for d in importlib.metadata.distributions() if d.metadata["Name"] == "roialign-suite"
+               for ep in d.entry_points if ep.group == "pytest11"]
+        print(json.dumps({"suite": roialign_suite.__file__, "ours": ours.__file__,
+                          "theirs": [properties.THEIRS, benchmarks.THEIRS],
+                          "entry_points": [ep.value for ep in eps]}))
+    ''')], user_project, env)
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    venv = str(python.parent.parent)
+    assert found["suite"].startswith(venv) and found["ours"].startswith(venv), found
+    assert found["theirs"] == [True, True]
+    assert found["entry_points"] == ["roialign_suite.plugin"], found
+    shipped = Path(found["ours"]).parent
+    assert list((shipped / "corpus").rglob("*.json")), "the corpus is not in the wheel"
+    assert (Path(found["suite"]).parent / "benchmarks" / "gate.toml").is_file(), "gate.toml is not in the wheel"
+
+
+def test_plugin_options_from_the_entry_point(installed, user_project):
+    """Plain ``pytest --help`` in the user's project lists the suite's option group (no conftest of ours)."""
+    python, _, env = installed
+    shown = run([python, "-m", "pytest", "--help"], user_project, env)
+    assert shown.returncode == 0, shown.stderr
+    assert "--roialign-target=MODULE:ATTR" in shown.stdout and "--roialign-xfails=FILE" in shown.stdout
+
+
+def test_torchvision_passes_from_the_users_directory(installed, user_project):
+    """``pytest --pyargs roialign_suite.properties`` against torchvision's kernel: the properties and the
+    shipped corpus run and pass."""
+    python, _, env = installed
+    done = run([python, "-m", "pytest", "--pyargs", "roialign_suite.properties", "-q", "-p", "no:cacheprovider",
+                "--roialign-target=torchvision.ops:roi_align", "--roialign-max-examples=5",
+                "-k", "differential or corpus"], user_project, env)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "passed" in done.stdout and "test_corpus" not in done.stdout.split("short test summary")[-1]
