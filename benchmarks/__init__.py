@@ -5,8 +5,8 @@
 - ``runners``: the zero-argument call that is timed, per workload and implementation.
 - ``bandwidth``: the bytes-moved model and the machine's measured copy bandwidth.
 - ``figures``: results (pytest-benchmark JSON) -> summary rows and speedups.
-- ``gate``: ``python -m benchmarks.gate``: fail CI when a kernel regresses.
-- ``report``: ``python -m benchmarks.report``: Markdown, JSON and PNG plots.
+- ``gate``: ``roialign-suite gate``: fail CI when a kernel regresses.
+- ``report``: ``roialign-suite report``: Markdown, JSON and PNG plots.
 
 Run with ``python -m pytest benchmarks`` (see ``benchmarks/README.md``).
 """

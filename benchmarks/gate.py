@@ -11,8 +11,8 @@ Optional absolute rule, for a fixed machine: pytest-benchmark's
 ``--benchmark-compare --benchmark-compare-fail=median:20%`` passed through to
 the run (after ``--``) compares with the last saved run (``tox -e bench``).
 
-    python -m benchmarks.gate --run [-- PYTEST ARGS]   # run the gated workloads, then check
-    python -m benchmarks.gate --results run.json       # check a saved pytest-benchmark JSON
+    roialign-suite gate --run [--target M:A] [-- PYTEST ARGS]   # run the gated workloads, then check
+    roialign-suite gate --results run.json       # check a saved pytest-benchmark JSON
 
 Exit status: 0 pass, 1 a regression (each named with both figures), 2 no usable results.
 """
@@ -152,7 +152,7 @@ def run_benchmarks(config: GateConfig, output: Path, quick: bool, pytest_args: S
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="roialign-suite gate", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG, help="thresholds (default benchmarks/gate.toml)")
     parser.add_argument("--results", type=Path, help="pytest-benchmark JSON to check (default: latest saved run)")
     parser.add_argument("--run", action="store_true", help="run the gated workloads first, then check them")

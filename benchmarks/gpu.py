@@ -49,7 +49,7 @@ def run_logged(command, log: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m roialign_suite.benchmarks.gpu", description=__doc__.splitlines()[0])
     default_out = (paths.checkout_root() or paths.work_dir()) / "benchmarks" / "records" / f"{datetime.date.today().isoformat()}-cuda"
     parser.add_argument("--out", type=Path, default=default_out, help="folder for the record")
     parser.add_argument("--skip-benchmarks", action="store_true", help="properties only")

@@ -1,6 +1,6 @@
 """First-call cost of our kernels: ``import impl`` and the Numba JIT compile.
 
-``python -m benchmarks.jit`` runs in a child process and prints JSON
+``python -m roialign_suite.benchmarks.jit`` runs in a child process and prints JSON
 ``{"torch_import_s", "import_s", "first_forward_s", "first_backward_s"}``
 for one tiny forward+backward, then ``other_variants_s`` for every other
 kernel variant the suite runs: ``import_s`` is ``import impl`` once torch is

@@ -1,8 +1,8 @@
 """Benchmark report: the summary as Markdown and JSON, and PNG plots.
 
-    python -m benchmarks.report --run            # run every benchmark (~10 min on 2 cores), save, report
-    python -m benchmarks.report                  # report the latest saved run
-    python -m benchmarks.report --results F.json --out DIR
+    roialign-suite report --run            # run every benchmark (~10 min on 2 cores), save, report
+    roialign-suite report                  # report the latest saved run
+    roialign-suite report --results F.json --out DIR
 
 Writes into ``--out`` (default ``report/``): ``summary.md``, ``summary.json``,
 ``results.json`` (with ``--run``), ``throughput_vs_rois.png`` (the RoI-count
@@ -173,7 +173,7 @@ def write_report(results: Path, out: Path, folder: Optional[Path] = None) -> Lis
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="roialign-suite report", description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="store_true", help="run every benchmark first (and save the run)")
     parser.add_argument("--quick", action="store_true", help="with --run: toy sizes, not saved (CI smoke run)")
     parser.add_argument("--results", type=Path, help="pytest-benchmark JSON (default: latest saved run)")

@@ -1,6 +1,6 @@
 """A deliberately slowed ``impl.roi_align``, to watch the gate fail.
 
-    python -m benchmarks.gate --run -- --roi-align=benchmarks.slowed:roi_align
+    roialign-suite gate --run --target roialign_suite.benchmarks.slowed:roi_align
 
 Each forward call sleeps ``ROIALIGN_SLOWDOWN - 1`` (default 3) times its own
 duration after computing the correct result, so it is ``ROIALIGN_SLOWDOWN``

@@ -1,11 +1,19 @@
 """The RoIAlign property suite: Hypothesis properties that any RoIAlign must keep.
 
+Library modules (test modules import only these):
+
+- ``implementations``: one ``Implementation`` record per implementation under test.
 - ``strategies``: composable Hypothesis strategies and the readable ``RoIAlignCase``.
 - ``tolerances``: error bounds derived from float rounding, and the
   "near a discontinuity" test for kernels that compute coordinates in float32.
+- ``checks``: the checks the properties are made of (forward/backward vs the
+  reference, adjoint identity, ...) and ``case_for``.
+- ``discrepancy``: how a check reports ``error / bound`` to Hypothesis's targeted search.
+- ``replay``: the corpus (``corpus/``, pinned JSON cases) and its replay.
 - ``profiles``: the ``ci`` / ``dev`` / ``thorough`` Hypothesis profiles.
-- ``corpus/``: pinned replay cases (JSON), replayed by ``test_corpus.py``.
+- ``session``: the plugin's share for the properties (parametrisation, header).
+- ``verify``: the main job's agreement table; ``fuzz/``: campaigns; ``mutation/``: the self-check.
 
-Point it at any implementation with ``pytest properties --roi-align=MODULE:ATTR``
-(see ``conftest.py``).
+Tests: ``test_*.py``. Point them at any implementation with
+``roialign-suite check --target MODULE:ATTR`` (options: ``roialign_suite/plugin.py``).
 """

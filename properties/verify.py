@@ -1,6 +1,6 @@
 """The main job's check: every registered implementation against the float64 reference.
 
-``python -m properties.verify`` builds one default workload (2 images, a
+``roialign-suite verify`` builds one default workload (2 images, a
 stride-8 map of a 400x608 image, RoIs of every size, crossing borders,
 degenerate and inverted ones), runs each implementation forward and backward
 in float32 and float64 and both pixel conventions, and prints the worst

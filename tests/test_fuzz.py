@@ -1,4 +1,4 @@
-"""The fuzz tool (``python -m properties.fuzz``): its pieces, and two short real campaigns.
+"""The fuzz tool (``roialign-suite fuzz``): its pieces, and two short real campaigns.
 
 End to end (marker ``fuzz``, about 3 minutes on 2 cores): a campaign against
 ``properties.fuzz.planted`` (our kernel with a bug on samples exactly on the

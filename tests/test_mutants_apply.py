@@ -2,7 +2,7 @@
 
 When the code a mutant targets is edited, its snippet stops matching and this
 fails, instead of the self-check silently testing nothing. (Whether the
-suite catches each mutant is ``python -m properties.mutation``'s job.)
+suite catches each mutant is ``roialign-suite mutate``'s job.)
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Long fuzz campaigns over the property suite; every finding becomes a corpus case (docs/fuzzing.md).
 
-- ``python -m properties.fuzz`` (``__main__``; ``tox -e fuzz``): the command.
+- ``roialign-suite fuzz`` (``__main__``; ``tox -e fuzz``): the command.
 - ``campaign``: worker processes running rounds of pytest until the budget ends.
 - ``plugin``: the pytest plugin of one round: the ``fuzz`` Hypothesis profile,
   counting through observability, writing failures to the corpus.

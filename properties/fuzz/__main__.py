@@ -136,7 +136,7 @@ def main_campaign(argv: List[str]) -> int:
 
 
 def main_accept(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m properties.fuzz accept",
+    p = argparse.ArgumentParser(prog="roialign-suite fuzz accept",
                                 description="Mark a found case as a known, accepted divergence of a third-party "
                                             "implementation (rewrites the file; move it to corpus/known_divergences/)")
     p.add_argument("file", type=Path)

@@ -105,7 +105,7 @@ def entries_for(implementation, case: RoIAlignCase, violations: Iterable[Violati
     entries = []
     for violation in violations:
         entry = {
-            "description": f"Found by python -m properties.fuzz on {implementation.name} "
+            "description": f"Found by roialign-suite fuzz on {implementation.name} "
                            f"({found_by.get('test', '?')}): {violation.property} fails.",
             "property": violation.property,
             "implementation": corpus_name(implementation),

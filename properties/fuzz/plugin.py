@@ -147,7 +147,7 @@ class FuzzRound:
                                       "case (this property has no corpus replay)")
                 return finding
             found_by = {
-                "tool": "python -m properties.fuzz", "test": item.nodeid, "worker": self.snapshot.worker,
+                "tool": "roialign-suite fuzz", "test": item.nodeid, "worker": self.snapshot.worker,
                 "round": self.snapshot.round, "seed": self.snapshot.seed, "hypothesis": hypothesis.__version__,
                 "date": datetime.date.today().isoformat(), "reproduce_failure": blob,
             }

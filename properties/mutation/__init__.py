@@ -6,5 +6,5 @@
   so a mutant that merely breaks the import counts as INVALID, not caught.
 - ``plugin``: a pytest plugin that refuses to run unless ``impl`` and
   ``reference`` come from the mutated copy.
-- ``python -m properties.mutation``: the runner (``--help``; ``tox -e mutate``).
+- ``roialign-suite mutate``: the runner (``--help``; ``tox -e mutate``).
 """

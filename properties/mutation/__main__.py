@@ -1,4 +1,4 @@
-"""``python -m properties.mutation``: plant each catalogued bug in a copy of the code and run the suite on it.
+"""``roialign-suite mutate``: plant each catalogued bug in a copy of the code and run the suite on it.
 
 For every mutant (``properties/mutation/mutants.py``): copy the checkout's
 packages into a scratch directory, rewrite one snippet, check the mutated

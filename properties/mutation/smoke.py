@@ -1,4 +1,4 @@
-"""``python -m properties.mutation.smoke ROOT``: does the (mutated) code under ``ROOT`` import and run?
+"""``python -m roialign_suite.properties.mutation.smoke ROOT``: does the (mutated) code under ``ROOT`` import and run?
 
 Calls every mutation target once on an ordinary input (boxes well inside the
 map, both pixel conventions, fixed and adaptive grids, float32 and float64,
