@@ -37,6 +37,7 @@ def campaign_parser() -> argparse.ArgumentParser:
     target.add_argument("--with-builtins", action="store_true", help="with --target, also the built-ins")
     target.add_argument("--device", help="device of the --target kernels (cpu, cuda)")
     target.add_argument("--level-mapper", metavar="MODULE:ATTR", help="level mapper under test")
+    target.add_argument("--level-dialect", help="the dialect the --level-mapper claims (default torchvision)")
     target.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression selecting properties")
     target.add_argument("--files", nargs="+", metavar="FILE",
                         help=f"property files (default: {' '.join(default_files())})")
@@ -73,6 +74,8 @@ def pytest_args(args) -> List[str]:
         passed.append(f"--roialign-device={args.device}")
     if args.level_mapper:
         passed.append(f"--roialign-level-mapper={args.level_mapper}")
+    if args.level_dialect:
+        passed.append(f"--roialign-level-dialect={args.level_dialect}")
     if args.keyword:
         passed += ["-k", args.keyword]
     return passed
