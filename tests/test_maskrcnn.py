@@ -181,6 +181,19 @@ def test_levels_are_those_of_x_named_in_featmap_names_in_x_order():
         assert torch.equal(impl.MultiScaleRoIAlign(names, 7, 2)(extra, boxes, IMAGES), expected)
 
 
+def test_boxes_just_under_a_level_threshold_go_up_as_torchvisions_eps_sends_them():
+    # sqrt(area) = s0 2^j (1 - 3e-7): log2 falls 4.3e-7 short of the threshold, which
+    # torchvision's eps (1e-6, added after the log) makes up; eps inside the log does not.
+    x = _pyramid(IMAGES)
+    sides = [side * (1 - 3e-7) for side in (112.0, 224.0, 448.0)] + [112.0, 224.0, 448.0]
+    boxes = [torch.tensor([[10.0, 20.0, 10.0 + s, 20.0 + s] for s in sides], dtype=torch.float64), x["0"].new_zeros(0, 4)]
+    theirs = _levels(boxes)
+    assert theirs.tolist() == [1, 2, 3, 1, 2, 3]
+    assert not torch.equal(levels_for_boxes(boxes[0], 2, 5, dialect="detectron2"), theirs)
+    expected = torchvision.ops.MultiScaleRoIAlign(NAMES, 7, 2)(x, boxes, IMAGES)
+    assert torch.equal(impl.MultiScaleRoIAlign(NAMES, 7, 2)(x, boxes, IMAGES), expected)
+
+
 def test_single_level_and_empty_images_as_torchvision():
     x = _pyramid(IMAGES)
     boxes = _boxes(IMAGES, 6)
