@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 BASELINE = "torchvision-cpu"
 THROUGHPUT = "throughput"  # extra_info["kind"] of a workload timing
 JIT = "jit"  # extra_info["kind"] of a first-call timing
+MODEL = "model"  # extra_info["kind"] of a model workload timing (Mask R-CNN step)
 
 
 @dataclass(frozen=True)
@@ -52,29 +53,39 @@ class Result:
         return self.median_s * self.copy_bytes_per_s / self.floor_bytes
 
 
-def throughput_results(records: Iterable[Mapping]) -> List[Result]:
-    """The workload timings among pytest-benchmark records (skipping unrun ones)."""
-    results = []
+def _timings(records: Iterable[Mapping], kind: str) -> Iterable[Tuple[Mapping, Mapping]]:
+    """``(extra_info, stats)`` of the records of ``kind`` that ran (have a median)."""
     for record in records:
         info = record.get("extra_info") or {}
         stats = record.get("stats") or {}
-        if info.get("kind") != THROUGHPUT or not stats.get("median"):
-            continue
-        results.append(
-            Result(
-                workload=info["workload"],
-                implementation=info["implementation"],
-                median_s=float(stats["median"]),
-                rounds=int(stats.get("rounds", 0)),
-                rois=int(info["rois"]),
-                bytes=int(info["bytes"]),
-                copy_bytes_per_s=float(info["copy_bytes_per_s"]),
-                sweep=info.get("sweep"),
-                value=info.get("value"),
-                floor_bytes=info.get("floor_bytes"),
-            )
+        if info.get("kind") == kind and stats.get("median"):
+            yield info, stats
+
+
+def _timing(info: Mapping, stats: Mapping) -> Dict:
+    """The fields every kind of result has."""
+    return {
+        "workload": info["workload"],
+        "implementation": info["implementation"],
+        "median_s": float(stats["median"]),
+        "rounds": int(stats.get("rounds", 0)),
+    }
+
+
+def throughput_results(records: Iterable[Mapping]) -> List[Result]:
+    """The workload timings among pytest-benchmark records (skipping unrun ones)."""
+    return [
+        Result(
+            **_timing(info, stats),
+            rois=int(info["rois"]),
+            bytes=int(info["bytes"]),
+            copy_bytes_per_s=float(info["copy_bytes_per_s"]),
+            sweep=info.get("sweep"),
+            value=info.get("value"),
+            floor_bytes=info.get("floor_bytes"),
         )
-    return results
+        for info, stats in _timings(records, THROUGHPUT)
+    ]
 
 
 def jit_records(records: Iterable[Mapping]) -> List[Dict]:
@@ -205,3 +216,94 @@ def load_records(path: Path) -> Tuple[List[Dict], Dict]:
 
 def row_dicts(rows: Iterable[Row]) -> List[Dict]:
     return [asdict(r) for r in rows]
+
+
+# --- model workloads (Mask R-CNN with each MultiScaleRoIAlign) ----------------------
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One (model workload, pooler implementation) timing: a step's median and its time in RoI pooling."""
+
+    workload: str
+    implementation: str
+    median_s: float
+    rounds: int
+    pool_s: Dict[str, float]  # per step: "box forward", "box backward", "mask forward", ... -> seconds
+    pool_share: float  # time in the poolers / time of the steps, over the timed rounds
+    rois: Dict[str, float]  # per step: "box", "mask" -> RoIs pooled
+    images: str  # "2x480x640"
+
+
+def model_results(records: Iterable[Mapping]) -> List[ModelResult]:
+    """The model workload timings among pytest-benchmark records."""
+    return [
+        ModelResult(
+            **_timing(info, stats),
+            pool_s=dict(info["pool_s"]),
+            pool_share=float(info["pool_share"]),
+            rois=dict(info["rois"]),
+            images="x".join(str(n) for n in [info["images"], *info["image_size"]]),
+        )
+        for info, stats in _timings(records, MODEL)
+    ]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One line of the model table."""
+
+    workload: str
+    implementation: str
+    images: str
+    median_s: float
+    rounds: int
+    rois: str
+    pool_ms: float
+    pool_share: float
+    speedup: Optional[float]
+
+
+def model_rows(results: Iterable[ModelResult], baseline: str = BASELINE) -> List[ModelRow]:
+    """Model workload x pooler rows, in run order, with the speedup of the whole step over ``baseline``."""
+    results = list(results)
+    ratio = speedups(results, baseline)
+    return [
+        ModelRow(
+            r.workload,
+            r.implementation,
+            r.images,
+            r.median_s,
+            r.rounds,
+            " / ".join(f"{r.rois.get(kind, 0):.0f}" for kind in ("box", "mask")),
+            1e3 * sum(r.pool_s.values()),
+            r.pool_share,
+            ratio[(r.workload, r.implementation)],
+        )
+        for r in results
+    ]
+
+
+def model_derived_info(results: Iterable[ModelResult], baseline: str = BASELINE) -> Dict[Tuple[str, str], Dict]:
+    """The speedup of each model timing, added to its ``extra_info`` at the end of a run."""
+    return {key: {f"speedup_over_{baseline}": value} for key, value in speedups(results, baseline).items()}
+
+
+MODEL_HEADER = (
+    "workload", "implementation", "images", "median s", "rounds", "RoIs box / mask", "pooling ms", "pooling share",
+    f"step speedup vs {BASELINE}",
+)
+
+
+def model_cells(row: ModelRow) -> Tuple[str, ...]:
+    return (
+        row.workload,
+        row.implementation,
+        row.images,
+        f"{row.median_s:.2f}",
+        str(row.rounds),
+        row.rois,
+        f"{row.pool_ms:.0f}",
+        f"{row.pool_share:.1%}",
+        "-" if row.speedup is None else f"{row.speedup:.2f}x",
+    )

@@ -38,6 +38,13 @@ MODEL_NOTE = (
     "output once (for -fwdbwd also read the output gradient and write the input gradient) at that copy bandwidth."
 )
 
+MASKRCNN_NOTE = (
+    "torchvision's maskrcnn_resnet50_fpn (random weights, float32; benchmarks/workloads.py ModelWorkload) with "
+    "roi_heads.box_roi_pool and mask_roi_pool from torchvision or ours; 'RoIs' pooled per step. 'pooling ms' is the "
+    "time per step inside the two poolers (forward, and backward in the train step), 'pooling share' its "
+    "fraction of the step (benchmarks/maskrcnn.py PoolerClock)."
+)
+
 
 def run_benchmarks(results: Path, quick: bool, pytest_args: Sequence[str]) -> int:
     """Every benchmark into ``results``; saved under ``.benchmarks/`` too unless ``quick``."""
@@ -58,6 +65,7 @@ def _run_label(document: Dict) -> str:
 
 def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figures.Row]:
     rows = figures.summary_rows(figures.throughput_results(records))
+    models = figures.model_rows(figures.model_results(records))
     jit = figures.jit_records(records)
     machine = document.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw", "unknown CPU")
@@ -72,6 +80,12 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         figures.markdown_table(figures.HEADER, [figures.row_cells(r) for r in rows]),
         "",
         MODEL_NOTE,
+        "",
+        "## Mask R-CNN with each MultiScaleRoIAlign (median; speedup of the whole step, same run)",
+        "",
+        figures.markdown_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]),
+        "",
+        MASKRCNN_NOTE,
         "",
         "## First call (fresh process: import, then Numba JIT compile or cache load)",
         "",
@@ -90,6 +104,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "machine_info": machine,
         "commit_info": document.get("commit_info"),
         "throughput": figures.row_dicts(rows),
+        "maskrcnn": figures.row_dicts(models),
         "first_call": jit,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -3,7 +3,8 @@
 Inputs are moved to the implementation's device and every module is built
 before the call is made, so the timed region holds only the RoIAlign /
 pooler / extractor work (and, for ``-fwdbwd``, the gradient w.r.t. the
-features), plus ``torch.cuda.synchronize()`` on a GPU.
+features), plus ``torch.cuda.synchronize()`` on a GPU; for a model workload,
+the model's train step or eval forward (:class:`ModelStep`).
 """
 from __future__ import annotations
 
@@ -105,6 +106,35 @@ class TimedCall:
             # autograd.grad, not .backward(): no .grad accumulation across rounds.
             torch.autograd.grad(output, self.features, grad_output, allow_unused=True)
         self.synchronize()
+
+
+class ModelStep:
+    """One Mask R-CNN train step (forward + backward of the summed losses) or eval forward.
+
+    Gradients are reset (to ``None``) and the RNG reseeded first, so every
+    call samples the same RoIs and does the same work. ``seconds`` adds up
+    the time of the calls since :meth:`reset`.
+    """
+
+    def __init__(self, model: torch.nn.Module, images: List[Tensor], targets: List[dict], train: bool):
+        self.model, self.images, self.targets, self.train = model, images, targets, train
+        self.seconds = 0.0
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> None:
+        start = time.perf_counter()
+        self.model.train(self.train)
+        self.model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        if self.train:
+            losses = self.model(self.images, self.targets)
+            sum(losses.values()).backward()
+        else:
+            with torch.no_grad():
+                self.model(self.images)
+        self.seconds += time.perf_counter() - start
 
 
 def seconds_of(call: Callable[[], None]) -> float:

@@ -5,7 +5,9 @@ Options (declared in ``roialign_suite.plugin``; besides pytest-benchmark's own `
 ``--roialign-quick`` / ``ROIALIGN_BENCH_QUICK=1`` (toy-size workloads, one round: the CI smoke
 run); ``--roialign-target=MODULE:ATTR`` and ``--roialign-device`` (time a plug-in target too);
 ``--roialign-implementation`` / ``--roialign-workload`` (a subset, exact names; targets are
-always kept); ``--roialign-bench-budget`` / ``--roialign-bench-min-rounds`` (time per case).
+always kept; a model workload runs only with the implementations it names,
+``ModelWorkload.implementations``); ``--roialign-bench-budget`` /
+``--roialign-bench-min-rounds`` (time per case).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 
 from roialign_suite.benchmarks import figures
 from roialign_suite.benchmarks.runners import candidates
-from roialign_suite.benchmarks.workloads import all_workloads
+from roialign_suite.benchmarks.workloads import all_model_workloads, all_workloads
 from roialign_suite.plugin import is_suite_module, names
 
 RECORDED = pytest.StashKey[list]()
@@ -25,13 +27,26 @@ def is_quick(config) -> bool:
     return bool(config.getoption("roialign_quick")) or os.environ.get("ROIALIGN_BENCH_QUICK", "") not in ("", "0")
 
 
-def selected_workloads(config):
+def _selected(config, workloads):
+    """``workloads`` less those ``--roialign-workload`` leaves out, quick-sized under ``--roialign-quick``."""
     wanted = names(config.getoption("roialign_workload"))
-    workloads = [w for w in all_workloads() if not wanted or w.name in wanted]
-    unknown = set(wanted) - {w.name for w in workloads}
+    unknown = set(wanted) - {w.name for w in all_workloads() + all_model_workloads()}
     if unknown:
         raise pytest.UsageError(f"--roialign-workload: unknown names {sorted(unknown)}")
-    return [w.quick() for w in workloads] if is_quick(config) else workloads
+    chosen = [w for w in workloads if not wanted or w.name in wanted]
+    return [w.quick() for w in chosen] if is_quick(config) else chosen
+
+
+def selected_workloads(config):
+    return _selected(config, all_workloads())
+
+
+def selected_model_cases(config):
+    """``(model workload, pooler implementation)`` pairs: each workload with the implementations it names."""
+    wanted = names(config.getoption("roialign_implementation"))
+    selected_candidates(config)  # rejects unknown --roialign-implementation names
+    return [(w, name) for w in _selected(config, all_model_workloads()) for name in w.implementations
+            if not wanted or name in wanted]
 
 
 def selected_candidates(config):
@@ -46,11 +61,15 @@ def selected_candidates(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "case" not in metafunc.fixturenames or not is_suite_module(metafunc.module, "benchmarks"):
+    if not is_suite_module(metafunc.module, "benchmarks"):
         return
     config = metafunc.config
-    cases = [(w, c) for w in selected_workloads(config) for c in selected_candidates(config)]
-    metafunc.parametrize("case", cases, ids=[f"{w.name}-{c.name}" for w, c in cases])
+    if "case" in metafunc.fixturenames:
+        cases = [(w, c) for w in selected_workloads(config) for c in selected_candidates(config)]
+        metafunc.parametrize("case", cases, ids=[f"{w.name}-{c.name}" for w, c in cases])
+    if "model_case" in metafunc.fixturenames:
+        cases = selected_model_cases(config)
+        metafunc.parametrize("model_case", cases, ids=[f"{w.name}-{name}" for w, name in cases])
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +104,9 @@ def _records(config):
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session):
     # Runs before pytest-benchmark saves the run: add speedups and rates to extra_info.
-    derived = figures.derived_info(figures.throughput_results(_records(session.config)))
+    records = _records(session.config)
+    derived = figures.derived_info(figures.throughput_results(records))
+    derived.update(figures.model_derived_info(figures.model_results(records)))
     for metadata in _timed(session.config):
         key = (metadata.extra_info.get("workload"), metadata.extra_info.get("implementation"))
         metadata.extra_info.update(derived.get(key, {}))
@@ -98,6 +119,10 @@ def pytest_terminal_summary(terminalreporter, config):
     if rows:
         terminalreporter.write_sep("=", "RoIAlign throughput (median; speedup measured in this run)")
         terminalreporter.write_line(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))
+    models = figures.model_rows(figures.model_results(records))
+    if models:
+        terminalreporter.write_sep("=", "Mask R-CNN with each MultiScaleRoIAlign (median; share of the step in RoI pooling)")
+        terminalreporter.write_line(figures.text_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]))
     jit = figures.jit_records(records)
     if jit:
         terminalreporter.write_sep("=", "first call: import + Numba JIT compile, in a fresh process")

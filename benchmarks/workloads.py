@@ -6,9 +6,12 @@ Shapes are Mask R-CNN's on 800x1216 images: FPN levels P2..P5 (strides
 4..32, maps 200x304 .. 25x38), C4 at stride 16. Boxes are in image pixels,
 float32 features, ``aligned=False`` (maskrcnn_benchmark's convention).
 
+The model workloads (:class:`ModelWorkload`) time torchvision's whole Mask
+R-CNN with each ``MultiScaleRoIAlign`` instead of one RoIAlign call.
+
 ``ROIALIGN_BENCH_QUICK=1`` (or ``--quick``) shrinks every workload to a toy
-size with :meth:`Workload.quick`, so CI can run the whole pipeline in
-seconds; those timings mean nothing.
+size with :meth:`Workload.quick` / :meth:`ModelWorkload.quick`, so CI can run
+the whole pipeline in seconds; those timings mean nothing.
 """
 from __future__ import annotations
 
@@ -126,6 +129,80 @@ def all_workloads() -> List[Workload]:
         *[_sweep_point("threads", t, threads=t) for t in (1, 2)],
         *[_sweep_point("layout", layout, channels_last=(layout == "channels_last")) for layout in ("contiguous", "channels_last")],
     ]
+
+
+# The implementations a model workload can swap in as its RoI poolers:
+# torchvision.ops.MultiScaleRoIAlign and impl.MultiScaleRoIAlign.
+POOLER_IMPLEMENTATIONS = ("torchvision-cpu", "numba")
+MODEL_IMAGE_SIZE = (480, 640)
+QUICK_MODEL_IMAGE_SIZE = (64, 96)
+
+
+@dataclass(frozen=True)
+class ModelWorkload:
+    """torchvision's Mask R-CNN (ResNet-50-FPN, random weights, float32) with each RoI pooler.
+
+    ``train``: one training step, the forward of ``model(images, targets)``
+    and the backward of the summed losses; else one eval forward
+    ``model(images)`` under ``torch.no_grad()``. ``implementations`` are the
+    poolers it is timed with (``benchmarks.maskrcnn.pooler``), not the registry.
+
+    Sizes. RoI counts are torchvision's defaults: per image, ``proposals``
+    RPN boxes kept before and after NMS (2000 in training, 1000 at test),
+    512 sampled for the box head in training, up to 100 detections (which
+    the mask head pools) at test. The images are two 480x640 (VGA) frames
+    rather than COCO's 800x1333: a train step at 800x1216 took 75-95 s on
+    the shared 2-core development machine (17-20 s at 480x640), too long to
+    repeat per pooler in every benchmark run. The backbone's cost scales
+    with the image area and the poolers' with the RoI count, so RoI pooling
+    takes a larger share of the step here than at 800 px. ``num_classes=2``
+    (one object class, as in torchvision's fine-tuning tutorial): with random
+    weights every class scores about ``1 / num_classes``, so the foreground
+    class passes the default 0.05 score threshold and NMS sees about one
+    candidate per proposal, as with a trained model (with 91 classes at about
+    0.011 each, few or none would pass; without the threshold, NMS would see 90
+    per proposal).
+    """
+
+    name: str
+    train: bool
+    images: int = 2
+    image_size: Tuple[int, int] = MODEL_IMAGE_SIZE
+    objects: int = 7  # ground-truth boxes per image (COCO averages 7.3)
+    num_classes: int = 2
+    proposals: int = 2000
+    box_batch: int = 512
+    detections: int = 100
+    implementations: Tuple[str, ...] = POOLER_IMPLEMENTATIONS
+
+    @property
+    def direction(self) -> str:
+        return "train" if self.train else "eval"
+
+    def image_sizes(self) -> List[Tuple[int, int]]:
+        return [self.image_size] * self.images
+
+    def model_kwargs(self) -> dict:
+        """Keyword arguments for ``maskrcnn_resnet50_fpn`` (images are not resized)."""
+        stage = "train" if self.train else "test"
+        return {
+            "num_classes": self.num_classes,
+            "min_size": min(self.image_size),
+            "max_size": max(self.image_size),
+            f"rpn_pre_nms_top_n_{stage}": self.proposals,
+            f"rpn_post_nms_top_n_{stage}": self.proposals,
+            "box_batch_size_per_image": self.box_batch,
+            "box_detections_per_img": self.detections,
+        }
+
+    def quick(self) -> "ModelWorkload":
+        """Toy size (CI smoke run): 64x96 images, a few dozen RoIs."""
+        return replace(self, image_size=QUICK_MODEL_IMAGE_SIZE, objects=2, proposals=50, box_batch=32, detections=10)
+
+
+def all_model_workloads() -> List[ModelWorkload]:
+    """The Mask R-CNN workloads: a train step and an eval forward."""
+    return [ModelWorkload("maskrcnn-train", train=True), ModelWorkload("maskrcnn-eval", train=False, proposals=1000)]
 
 
 def realistic_boxes(count: int, image_size: Tuple[int, int], generator: torch.Generator) -> Tensor:

@@ -54,6 +54,24 @@ def check_pyramid_shapes(features: Sequence[Tensor]) -> None:
             )
 
 
+def check_pyramid(features: Sequence[Tensor], names: Sequence[str] = (), cpu_only: bool = True) -> None:
+    """A pyramid's maps: each ``[N, C, H_l, W_l]`` (:func:`impl.inputs.check_features`), all of one N, C,
+    dtype and device, each level half the previous (:func:`check_pyramid_shapes`).
+
+    Errors name level ``i`` as ``features[names[i]]`` when ``names`` are given, else ``features[i]``.
+    """
+    label = [f"features[{name!r}]" for name in names] or [f"features[{i}]" for i in range(len(features))]
+    first = features[0]
+    for i, feature in enumerate(features):
+        check_features(feature, label[i], cpu_only=cpu_only)
+        if feature.shape[:2] != first.shape[:2] or feature.dtype != first.dtype or feature.device != first.device:
+            raise ValueError(
+                f"{label[i]} ({tuple(feature.shape)}, {feature.dtype}, {feature.device}) does not match "
+                f"{label[0]} ({tuple(first.shape)}, {first.dtype}, {first.device}) in N, C, dtype and device"
+            )
+    check_pyramid_shapes(features)
+
+
 def infer_scales(feature_sizes: Sequence[Sequence[int]], image_sizes: Sequence[Sequence[int]]) -> Tuple[float, ...]:
     """torchvision's scale inference: ``2 ** round(log2(feature / image))`` per level.
 
@@ -165,15 +183,7 @@ class Pooler(nn.Module):
             raise TypeError(f"features must be a list of [N, C, H, W] tensors, got {type(features).__name__}")
         if len(features) != len(self.scales):
             raise ValueError(f"features has {len(features)} levels but the pooler has {len(self.scales)} scales")
-        for i, feature in enumerate(features):
-            check_features(feature, f"features[{i}]", cpu_only=self.roi_align is roi_align)
-            first = features[0]
-            if feature.shape[:2] != first.shape[:2] or feature.dtype != first.dtype or feature.device != first.device:
-                raise ValueError(
-                    f"features[{i}] ({tuple(feature.shape)}, {feature.dtype}, {feature.device}) does not match "
-                    f"features[0] ({tuple(first.shape)}, {first.dtype}, {first.device}) in N, C, dtype and device"
-                )
-        check_pyramid_shapes(features)
+        check_pyramid(features, cpu_only=self.roi_align is roi_align)
         return list(features)
 
     def extra_repr(self) -> str:

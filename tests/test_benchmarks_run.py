@@ -25,3 +25,6 @@ def test_quick_benchmarks_write_the_report(tmp_path):
     assert any(name.endswith(".png") for name in names), names
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert "numba" in json.dumps(summary) and "torchvision-cpu" in json.dumps(summary)
+    # The Mask R-CNN workloads ran with both poolers.
+    timed = {(row["workload"], row["implementation"]) for row in summary["maskrcnn"]}
+    assert timed == {(w, i) for w in ("maskrcnn-train", "maskrcnn-eval") for i in ("torchvision-cpu", "numba")}, timed
