@@ -7,11 +7,12 @@ Shapes are Mask R-CNN's on 800x1216 images: FPN levels P2..P5 (strides
 float32 features, ``aligned=False`` (maskrcnn_benchmark's convention).
 
 Dtype pairs (:func:`dtype_pair`): the same channels_last workload in
-float32 and in bfloat16, on the same feature values and boxes (both rounded
-to bfloat16); the bfloat16 one names the float32 one in ``compared_with``, and
-the summary reports float32 median / bfloat16 median from the same run
-against ``target_speedup`` (issue 15: bfloat16 channels_last forward at
-least 1.5x faster than float32 channels_last on P2 and on the FPN pooler).
+float32 and in bfloat16, on the same boxes (rounded to bfloat16 for both)
+and the same standard-normal maps (rounded to each dtype); the bfloat16 one
+names the float32 one in ``compared_with``, and the summary reports float32
+median / bfloat16 median from the same run against ``target_speedup``
+(issue 15: bfloat16 channels_last forward at least 1.5x faster than float32
+channels_last on P2 and on the FPN pooler).
 
 ``ROIALIGN_BENCH_QUICK=1`` (or ``--quick``) shrinks every workload to a toy
 size with :meth:`Workload.quick`, so CI can run the whole pipeline in
