@@ -10,6 +10,8 @@ The model counts compulsory traffic, RoIs taken one at a time:
   same per-RoI footprint of the input gradient, and writes the whole
   ``[N, C, H, W]`` input gradient once (zero fill).
 
+Elements are of the workload's dtype (4 bytes float32, 2 bfloat16).
+
 Cache reuse between RoIs is not credited and taps re-reading a pixel are not
 charged, so "effective bandwidth" = modelled bytes / median time, compared
 with a ``torch`` copy of the same number of bytes (half read, half written;
@@ -79,7 +81,7 @@ def bytes_moved(workload: Workload, inputs: Inputs, levels: Sequence[int]) -> in
     elements = touched * channels + output
     if workload.backward:
         elements += output + 2 * touched * channels + _feature_elements(inputs)  # the last: zero fill
-    return elements * FLOAT32_BYTES
+    return elements * workload.torch_dtype.itemsize
 
 
 def floor_bytes(workload: Workload, inputs: Inputs) -> int:
@@ -95,7 +97,7 @@ def floor_bytes(workload: Workload, inputs: Inputs) -> int:
     elements = features + output
     if workload.backward:
         elements += output + features
-    return elements * FLOAT32_BYTES
+    return elements * workload.torch_dtype.itemsize
 
 
 # Copies past this many bytes are measured at this size: far beyond the

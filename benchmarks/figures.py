@@ -3,7 +3,9 @@
 Works on pytest-benchmark's JSON records (``{"name", "group", "stats":
 {"median", ...}, "extra_info": {...}}``), live or loaded from a saved run,
 so the terminal summary, the gate and the report compute every figure here.
-Speedups only ever compare medians measured in the same run.
+Speedups only ever compare medians measured in the same run: over
+torchvision CPU per workload, and for a dtype pair (``Workload.compared_with``)
+of one implementation's float32 median over its bfloat16 median.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class Result:
     sweep: Optional[str] = None
     value: object = None
     floor_bytes: Optional[int] = None  # absent from runs saved before it was recorded
+    compared_with: Optional[str] = None  # the workload of a dtype pair this one is compared with
+    target_speedup: Optional[float] = None
 
     @property
     def rois_per_s(self) -> float:
@@ -83,6 +87,8 @@ def throughput_results(records: Iterable[Mapping]) -> List[Result]:
             sweep=info.get("sweep"),
             value=info.get("value"),
             floor_bytes=info.get("floor_bytes"),
+            compared_with=info.get("compared_with"),
+            target_speedup=info.get("target_speedup"),
         )
         for info, stats in _timings(records, THROUGHPUT)
     ]
@@ -101,6 +107,42 @@ def speedups(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[
         (r.workload, r.implementation): (base[r.workload] / r.median_s if r.workload in base else None)
         for r in results
     }
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One dtype pair of one implementation: its median against the compared workload's, same run."""
+
+    workload: str
+    compared_with: str
+    implementation: str
+    median_ms: float
+    compared_median_ms: float
+    speedup: float  # compared median / this median: > 1 is faster
+    target_speedup: Optional[float] = None
+
+
+def pair_rows(results: Iterable[Result]) -> List[PairRow]:
+    """A row per result of a dtype pair whose compared workload ran on the same implementation."""
+    results = list(results)
+    median = {(r.workload, r.implementation): r.median_s for r in results}
+    return [
+        PairRow(r.workload, r.compared_with, r.implementation, r.median_s * 1e3,
+                median[(r.compared_with, r.implementation)] * 1e3,
+                median[(r.compared_with, r.implementation)] / r.median_s, r.target_speedup)
+        for r in results
+        if r.compared_with and (r.compared_with, r.implementation) in median
+    ]
+
+
+PAIR_HEADER = ("workload", "compared with", "implementation", "median ms", "its median ms", "speedup", "target")
+
+
+def pair_cells(row: PairRow) -> Tuple[str, ...]:
+    target = "-" if row.target_speedup is None else (
+        f">= {row.target_speedup:g}x: " + ("met" if row.speedup >= row.target_speedup else "NOT met"))
+    return (row.workload, row.compared_with, row.implementation, f"{row.median_ms:.2f}",
+            f"{row.compared_median_ms:.2f}", f"{row.speedup:.2f}x", target)
 
 
 def derived_info(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[str, str], Dict]:

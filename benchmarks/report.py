@@ -66,6 +66,7 @@ def _run_label(document: Dict) -> str:
 def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figures.Row]:
     rows = figures.summary_rows(figures.throughput_results(records))
     models = figures.model_rows(figures.model_results(records))
+    pairs = figures.pair_rows(figures.throughput_results(records))
     jit = figures.jit_records(records)
     machine = document.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw", "unknown CPU")
@@ -87,6 +88,10 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "",
         MASKRCNN_NOTE,
         "",
+        "## Dtype pairs (bfloat16 vs the same channels_last workload in float32, same run)",
+        "",
+        figures.markdown_table(figures.PAIR_HEADER, [figures.pair_cells(p) for p in pairs]),
+        "",
         "## First call (fresh process: import, then Numba JIT compile or cache load)",
         "",
         figures.markdown_table(figures.JIT_HEADER, [figures.jit_cells(j) for j in jit]),
@@ -105,6 +110,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "commit_info": document.get("commit_info"),
         "throughput": figures.row_dicts(rows),
         "maskrcnn": figures.row_dicts(models),
+        "dtype_pairs": figures.row_dicts(pairs),
         "first_call": jit,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

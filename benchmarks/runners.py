@@ -90,7 +90,9 @@ class TimedCall:
         if self.backward:
             self.features = [f.detach().requires_grad_() for f in self.features]
         self.rois = inputs.rois.to(device)
-        self.grad_output = torch.randn(output_shape(workload, self.rois.shape[0]), device=device)
+        # The extractor's output is its float32 fc7; otherwise the output has the features' dtype.
+        dtype = torch.float32 if workload.op == "extractor" else workload.torch_dtype
+        self.grad_output = torch.randn(output_shape(workload, self.rois.shape[0]), device=device).to(dtype)
         self.forward = _forward(workload, candidate)
         self.synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 

@@ -123,6 +123,10 @@ def pytest_terminal_summary(terminalreporter, config):
     if models:
         terminalreporter.write_sep("=", "Mask R-CNN with each MultiScaleRoIAlign (median; share of the step in RoI pooling)")
         terminalreporter.write_line(figures.text_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]))
+    pairs = figures.pair_rows(figures.throughput_results(records))
+    if pairs:
+        terminalreporter.write_sep("=", "dtype pairs: speedup over the same workload in float32 (same run)")
+        terminalreporter.write_line(figures.text_table(figures.PAIR_HEADER, [figures.pair_cells(p) for p in pairs]))
     jit = figures.jit_records(records)
     if jit:
         terminalreporter.write_sep("=", "first call: import + Numba JIT compile, in a fresh process")

@@ -51,6 +51,8 @@ def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roia
     workload, candidate = case
     if candidate.unavailable:
         pytest.skip(f"{candidate.name}: {candidate.unavailable}")
+    if workload.torch_dtype not in candidate.dtypes:
+        pytest.skip(f"{candidate.name} does not take {workload.dtype} (its record)")
     if workload.backward and not candidate.differentiable:
         pytest.skip(f"{candidate.name} is forward-only")
     if workload.threads is not None and workload.threads > max_threads():
@@ -76,6 +78,9 @@ def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roia
         output_size=workload.output_size,
         threads=workload.threads,
         channels_last=workload.channels_last,
+        dtype=workload.dtype,
+        compared_with=workload.compared_with,
+        target_speedup=workload.target_speedup,
         sweep=workload.sweep,
         value=workload.value,
         bytes=nbytes,

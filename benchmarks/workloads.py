@@ -9,6 +9,14 @@ float32 features, ``aligned=False`` (maskrcnn_benchmark's convention).
 The model workloads (:class:`ModelWorkload`) time torchvision's whole Mask
 R-CNN with each ``MultiScaleRoIAlign`` instead of one RoIAlign call.
 
+Dtype pairs (:func:`dtype_pair`): the same channels_last workload in
+float32 and in bfloat16, on the same boxes (rounded to bfloat16 for both)
+and the same standard-normal maps (rounded to each dtype); the bfloat16 one
+names the float32 one in ``compared_with``, and the summary reports float32
+median / bfloat16 median from the same run against ``target_speedup``
+(issue 15: bfloat16 channels_last forward at least 1.5x faster than float32
+channels_last on P2 and on the FPN pooler).
+
 ``ROIALIGN_BENCH_QUICK=1`` (or ``--quick``) shrinks every workload to a toy
 size with :meth:`Workload.quick` / :meth:`ModelWorkload.quick`, so CI can run
 the whole pipeline in seconds; those timings mean nothing.
@@ -61,6 +69,13 @@ class Workload:
     channels_last: bool = False
     sweep: Optional[str] = None
     value: object = None
+    dtype: str = "float32"  # of the features, boxes and output gradient
+    # The dtype the box coordinates are rounded to first (a dtype pair shares box values), or None.
+    box_dtype: Optional[str] = None
+    # The workload (same shapes, float32) whose median this one's is compared with, and the
+    # speedup over it aimed at (reported, not asserted).
+    compared_with: Optional[str] = None
+    target_speedup: Optional[float] = None
 
     @property
     def num_rois(self) -> int:
@@ -69,6 +84,10 @@ class Workload:
     @property
     def scales(self) -> Tuple[float, ...]:
         return tuple(1.0 / s for s in self.strides)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
 
     @property
     def direction(self) -> str:
@@ -93,13 +112,28 @@ class Workload:
 class Inputs:
     """A workload's tensors: built once, outside the timed region."""
 
-    features: List[Tensor]  # one [N, C, H, W] float32 map per level, finest first
+    features: List[Tensor]  # one [N, C, H, W] map per level (the workload's dtype), finest first
     boxes: List[Tensor]  # per image Tensor[L, 4], (x1, y1, x2, y2) image pixels
     rois: Tensor  # Tensor[K, 5], (batch_index, x1, y1, x2, y2)
 
 
 def _both_directions(name: str, **fields) -> List[Workload]:
     return [Workload(f"{name}-{d}", backward=(d == "fwdbwd"), **fields) for d in ("fwd", "fwdbwd")]
+
+
+def dtype_pair(name: str, dtype: str = "bfloat16", target_speedup: Optional[float] = None, **fields) -> List[Workload]:
+    """``name-channels-last-float32-{fwd,fwdbwd}`` and the same in ``dtype``, compared with it;
+    ``target_speedup`` (float32 median / ``dtype`` median) applies to the forward."""
+    workloads = []
+    for backward in (False, True):
+        direction = "fwdbwd" if backward else "fwd"
+        shared = dict(fields, backward=backward, channels_last=True, box_dtype=dtype)
+        baseline = Workload(f"{name}-channels-last-float32-{direction}", **shared)
+        workloads += [baseline, Workload(
+            f"{name}-channels-last-{dtype}-{direction}", dtype=dtype, compared_with=baseline.name,
+            target_speedup=None if backward else target_speedup, **shared,
+        )]
+    return workloads
 
 
 def _sweep_point(axis: str, value, **changes) -> Workload:
@@ -123,6 +157,8 @@ def all_workloads() -> List[Workload]:
             output_size=14, sampling_ratio=0,
         ),
         Workload("fpn2mlp-extractor-fwd", op="extractor", output_size=7, **fpn),
+        *dtype_pair("box-head-p2", target_speedup=1.5, op="roi_align", output_size=7, **finest),
+        *dtype_pair("box-head-fpn-pooler", target_speedup=1.5, op="pooler", output_size=7, **fpn),
         *[_sweep_point("rois", n, rois_per_image=n // 2) for n in (64, 256, 1024, 4096)],
         *[_sweep_point("channels", c, channels=c) for c in (64, 256)],
         *[_sweep_point("output", s, output_size=s) for s in (7, 14)],
@@ -229,17 +265,21 @@ def _uniform(count: int, low: float, high: float, generator: torch.Generator) ->
 
 
 @functools.lru_cache(maxsize=6)
-def feature_map(shape: Tuple[int, int, int, int], channels_last: bool, seed: int = 0) -> Tensor:
-    """A standard-normal float32 map, the same tensor for every workload of that shape (read-only)."""
+def feature_map(shape: Tuple[int, int, int, int], channels_last: bool, seed: int = 0, dtype: str = "float32") -> Tensor:
+    """A standard-normal map in ``dtype`` (float32 values rounded), the same tensor for every
+    workload of that shape (read-only)."""
     # hash() of a tuple of ints is the same in every run.
     generator = torch.Generator().manual_seed(seed + hash(shape) % (1 << 31))
-    features = torch.randn(shape, generator=generator)
+    features = torch.randn(shape, generator=generator).to(getattr(torch, dtype))
     return features.contiguous(memory_format=torch.channels_last) if channels_last else features
 
 
 def build_inputs(workload: Workload, seed: int = 0) -> Inputs:
     """Features (standard normal) and boxes of ``workload``, deterministic in ``seed``."""
-    features = [feature_map(shape, workload.channels_last, seed) for shape in workload.feature_shapes()]
+    features = [feature_map(shape, workload.channels_last, seed, workload.dtype) for shape in workload.feature_shapes()]
     generator = torch.Generator().manual_seed(seed)
     boxes = [realistic_boxes(workload.rois_per_image, workload.image_size, generator) for _ in range(workload.images)]
+    if workload.box_dtype is not None:
+        boxes = [b.to(getattr(torch, workload.box_dtype)) for b in boxes]
+    boxes = [b.to(workload.torch_dtype) for b in boxes]
     return Inputs(features, boxes, rois_from_boxes(boxes, features[0]))

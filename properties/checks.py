@@ -6,23 +6,48 @@ test itself.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import pytest
 import torch
 
 from roialign_suite.properties.discrepancy import target_discrepancy
-from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, note_if_testing, note_reproduction
+from roialign_suite.properties.strategies import (
+    ALL_DTYPE_NAMES,
+    DTYPES,
+    RoIAlignCase,
+    note_if_testing,
+    note_reproduction,
+    roi_align_cases,
+)
 from roialign_suite.properties.tolerances import (
     assert_within,
     backward_oracle,
     backward_tolerance,
     forward_oracle,
+    forward_sum_error,
     forward_tolerance,
+    coordinate_error,
     gamma,
-    half_ulp_float32,
+    grid_may_change,
     jump_allowance,
+    no_less_accurate_bound,
     rois_near_discontinuity,
     unit_roundoff,
 )
+
+
+def taken_dtype_names(implementation, names=ALL_DTYPE_NAMES):
+    """The dtype names among ``names`` that ``implementation``'s record says it takes (each of
+    ``implementations``, when given several: the dtypes all of them take)."""
+    records = implementation if isinstance(implementation, (list, tuple)) else (implementation,)
+    return tuple(n for n in names if all(DTYPES[n] in r.dtypes for r in records))
+
+
+def cases_for(implementation, dtype_names=ALL_DTYPE_NAMES, **narrowing):
+    """``roi_align_cases(**narrowing)`` in the dtypes of ``dtype_names`` its record lists (drawn per
+    implementation, with ``data.draw``: one that does not take a dtype is never asked)."""
+    return roi_align_cases(dtype_names=taken_dtype_names(implementation, dtype_names), **narrowing)
 
 
 def case_for(implementation, case: RoIAlignCase) -> RoIAlignCase:
@@ -39,17 +64,32 @@ def case_for(implementation, case: RoIAlignCase) -> RoIAlignCase:
 
 
 def check_forward_matches_reference(implementation, case: RoIAlignCase) -> None:
-    """``implementation``'s output on ``case`` is within the derived bound of the float64 reference."""
+    """``implementation``'s output on ``case`` is within the derived bound of the float64 reference.
+
+    On float16/bfloat16 the features and boxes are the half values (exact
+    inputs, the reference sees them in float64), so the bound is what the
+    implementation's arithmetic adds: its sums (float32 for ours, ``gamma(4 G
+    + 8, u32) * ref(|f|)``), its coordinates (float64 for ours: nothing; the
+    half for torchvision float16, plus the jump allowance), and the one
+    rounding of the result ``x`` to the half, ``u_h (|ref| + E) + eta_h``
+    (``u_h`` 2**-11 float16, 2**-8 bfloat16; ``eta_h`` 2**-25, 2**-134).
+    """
     case = case_for(implementation, case)
+    assert_forward_within_bound(implementation, case, case.run(implementation.roi_align))
+
+
+def assert_forward_within_bound(implementation, case: RoIAlignCase, out: torch.Tensor,
+                                features: Optional[torch.Tensor] = None, what: str = "forward") -> None:
+    """``out``, ``implementation``'s on ``case`` (or on ``features`` in its place), is within the
+    derived bound of the reference, plus the jump allowance of its coordinates."""
     dtype = DTYPES[case.dtype]
-    out = case.run(implementation.roi_align)
     assert out.dtype == dtype, f"output dtype {out.dtype}, expected {dtype}"
-    oracle = forward_oracle(case)
+    oracle = forward_oracle(case, features)
     arith = implementation.arithmetic(dtype)
-    allowance = jump_allowance(case, arith)
+    allowance = jump_allowance(case, arith, features)
     if bool((allowance > 0).any()):
         note_if_testing(f"jump allowance (third-party {dtype} coordinates) on RoIs {rois_near_discontinuity(case, arith)}")
-    assert_within(out, oracle.value, forward_tolerance(case, oracle, arith), f"{implementation.name} forward",
+    assert_within(out, oracle.value, forward_tolerance(case, oracle, arith, features), f"{implementation.name} {what}",
                   allowance)
 
 
@@ -69,7 +109,14 @@ def input_gradient(implementation, case: RoIAlignCase, grad_output: torch.Tensor
 
 
 def check_backward_matches_reference(implementation, case: RoIAlignCase, grad_seed: int = 0) -> None:
-    """``implementation``'s input gradient is within the derived bound of the reference's transpose."""
+    """``implementation``'s input gradient is within the derived bound of the reference's transpose.
+
+    The upstream gradient is drawn in the case's dtype (a half's values, exact
+    for the reference). For the halves ours sums each pixel's ``T`` taps in
+    float32 (``gamma(T + 8, u32) * ref(|g|)``) and rounds once to the half
+    (``u_h (|ref| + E) + eta_h``); a half accumulation would err by about
+    ``T u_h`` of the magnitude, far over that.
+    """
     case = case_for(implementation, case)
     dtype = DTYPES[case.dtype]
     arith = implementation.arithmetic(dtype, backward=True)
@@ -80,23 +127,34 @@ def check_backward_matches_reference(implementation, case: RoIAlignCase, grad_se
         # land on the other side; those RoIs get no upstream gradient here.
         note_if_testing(f"RoIs {near} near a discontinuity: their grad_output is zeroed for this {dtype} comparison")
         grad_output[near] = 0
-    grad = input_gradient(implementation, case, grad_output)
+    assert_backward_within_bound(implementation, case, grad_output, input_gradient(implementation, case, grad_output))
+
+
+def assert_backward_within_bound(implementation, case: RoIAlignCase, grad_output: torch.Tensor, grad: torch.Tensor,
+                                 what: str = "backward") -> None:
+    """``grad``, ``implementation``'s input gradient on ``case`` for ``grad_output``, is within the
+    derived bound of the reference's."""
+    dtype = DTYPES[case.dtype]
     assert grad.dtype == dtype and grad.shape == torch.Size(case.shape)
     oracle = backward_oracle(case, grad_output)
+    arith = implementation.arithmetic(dtype, backward=True)
     assert_within(grad, oracle.value, backward_tolerance(case, grad_output, oracle, arith),
-                  f"{implementation.name} backward")
+                  f"{implementation.name} {what}")
 
 
-def check_float32_at_least_as_accurate(ours, theirs, case: RoIAlignCase) -> None:
-    """Elementwise ``|ours - ref| <= max(|theirs - ref|, half an ulp of ref + ours' float64 sum error)``."""
+def check_at_least_as_accurate(ours, theirs, case: RoIAlignCase, features: Optional[torch.Tensor] = None) -> None:
+    """Elementwise ``|ours - ref| <= max(|theirs - ref|, max(half_ulp(ref), E) + E)`` on the case's
+    dtype (one both take: float32, float16; on ``features`` in place of the case's own), ``E``
+    bounding our sums before the one rounding to the dtype (float64 sums for float32, float32
+    for float16; derivation: ``tolerances.no_less_accurate_bound``)."""
     case = case_for(ours, case_for(theirs, case))
-    oracle = forward_oracle(case)
-    our_error = (case.run(ours.roi_align).double() - oracle.value).abs()
-    their_error = (case.run(theirs.roi_align).double() - oracle.value).abs()
-    # Ours rounds a float64 result once: half an ulp, plus that result's own float64 error.
-    float64_error = forward_tolerance(case, oracle, ours.arithmetic(torch.float64))
-    bound = torch.maximum(their_error, half_ulp_float32(oracle.value) + float64_error)
-    assert_within(our_error, torch.zeros_like(our_error), bound, f"{ours.name} float32 error vs {theirs.name}'s")
+    dtype = DTYPES[case.dtype]
+    oracle = forward_oracle(case, features)
+    our_error = (case.run(ours.roi_align, features=features).double() - oracle.value).abs()
+    their_error = (case.run(theirs.roi_align, features=features).double() - oracle.value).abs()
+    sum_error = forward_sum_error(case, oracle, ours.arithmetic(dtype), features)
+    bound = no_less_accurate_bound(oracle.value, their_error, sum_error, dtype)
+    assert_within(our_error, torch.zeros_like(our_error), bound, f"{ours.name} {case.dtype} error vs {theirs.name}'s")
 
 
 def check_agrees_with(implementation, other, case: RoIAlignCase) -> None:
@@ -140,6 +198,35 @@ def check_adjoint_identity(implementation, case: RoIAlignCase, grad_seed: int) -
         f"<f(x), g> = {forward_side!r} but <x, f^T g> = {backward_side!r}: "
         f"difference {abs(forward_side - backward_side):.3g} > bound {bound:.3g}"
     )
+
+
+def assert_bitwise_equal(actual, expected, what: str) -> None:
+    if not torch.equal(actual, expected):
+        diff = (actual.double() - expected.double()).abs()
+        index = tuple(int(i) for i in (diff == diff.max()).nonzero()[0]) if diff.numel() else ()
+        raise AssertionError(f"{what}: not bitwise equal; worst at {index}: {actual[index]!r} vs {expected[index]!r}")
+
+
+def check_adaptive_equals_explicit_grid(implementation, case: RoIAlignCase) -> int:
+    """Each RoI of ``case`` (adaptive sampling) equals itself with ``sampling_ratio`` its grid,
+    bitwise; returns how many RoIs could be checked (a square grid of at least 1, and for
+    coordinates not in float64 an adaptive grid not within their rounding of changing)."""
+    case = case_for(implementation, case)
+    out = case.run(implementation.roi_align)
+    arith = implementation.arithmetic(DTYPES[case.dtype])
+    deltas = coordinate_error(case, unit_roundoff(arith.coordinates))
+    rounded_grid = arith.coordinates != torch.float64
+    checked = 0
+    for k, geometry in enumerate(case.geometries()):
+        grid = geometry.grid_h
+        if grid != geometry.grid_w or grid < 1:
+            continue  # no single sampling_ratio describes this RoI's grid
+        if rounded_grid and grid_may_change(case, geometry, float(deltas[k])):
+            continue  # such a kernel may round roi / output to the next integer
+        explicit = case.replace(boxes=(case.boxes[k],), sampling_ratio=grid)
+        assert_bitwise_equal(explicit.run(implementation.roi_align)[0], out[k], f"RoI {k} with sampling_ratio={grid}")
+        checked += 1
+    return checked
 
 
 def overlapping(case: RoIAlignCase) -> RoIAlignCase:

@@ -29,7 +29,8 @@ from roialign_suite.reference.roi_align import roi_geometry
 
 Box = Tuple[int, float, float, float, float]  # (batch_index, x1, y1, x2, y2), image pixels
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+ALL_DTYPE_NAMES = tuple(DTYPES)
 LAYOUTS = ("contiguous", "channels_last", "permuted", "strided")
 # maskrcnn_benchmark's FPN box head.
 POOLER_SCALES = (0.25, 0.125, 0.0625, 0.03125)
@@ -41,8 +42,10 @@ MAX_BOXES = 6
 
 
 def _exact(value: float, dtype: str) -> float:
-    """``value`` rounded to ``dtype`` (so the repr shows the number really used)."""
-    return float(np.float32(value)) if dtype == "float32" else float(value)
+    """``value`` rounded to ``dtype`` (so the repr shows the number really used; a half may overflow to inf)."""
+    if dtype in ("float64", "float32"):
+        return float(np.float32(value)) if dtype == "float32" else float(value)
+    return torch.tensor(value, dtype=DTYPES[dtype]).item()  # as :meth:`RoIAlignCase.rois` converts
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,18 @@ class RoIAlignCase:
             "expected = case.run(reference.roi_align, case.features('float64'), case.rois('float64'))\n"
             "print((out.double() - expected).abs().max())\n"
         )
+
+
+def case_of_tensors(features: torch.Tensor, rois: torch.Tensor, output_size, spatial_scale: float,
+                    sampling_ratio: int, aligned: bool) -> RoIAlignCase:
+    """The case of a call on given tensors, for the bounds (``properties.tolerances``): its shape,
+    boxes and parameters; its own features are ``randn``, so pass ``features`` along with it."""
+    names = {dtype: name for name, dtype in DTYPES.items()}
+    boxes = tuple((int(r[0]),) + tuple(r[1:]) for r in rois.double().tolist())
+    pooled = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    return RoIAlignCase(shape=tuple(features.shape), boxes=boxes, output_size=pooled,
+                        spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned,
+                        dtype=names[features.dtype])
 
 
 def _nested_tuple(values):
@@ -407,6 +422,8 @@ def box_lists(draw, shape, spatial_scale, pooled, sampling_ratio, aligned, dtype
                 continue
             box = tuple(v / spatial_scale for v in feature_box)
         box = tuple(_exact(v, dtype) for v in box)
+        if not all(math.isfinite(v) for v in box):
+            continue  # beyond a half's range (float16 overflows at 65520)
         if kind == "inside" and not (box[2] > box[0] and box[3] > box[1]):
             # A side far below an ulp (y1 = 1e-300, y2 = 2e-300) collapses when the
             # half-pixel offset is added or the dtype rounds it: no longer "inside".
@@ -419,7 +436,9 @@ def box_lists(draw, shape, spatial_scale, pooled, sampling_ratio, aligned, dtype
         # A shifted copy could leave the map: "inside" boxes only repeat exactly.
         shift = draw(st.sampled_from([0.0] if set(kinds) <= {"inside"} else [0.0, 0.5, 1.0]))
         index = draw(st.integers(0, n - 1))
-        boxes.append((index,) + tuple(_exact(v + shift / spatial_scale, dtype) for v in src[1:]))
+        copy = tuple(_exact(v + shift / spatial_scale, dtype) for v in src[1:])
+        if all(math.isfinite(v) for v in copy):
+            boxes.append((index,) + copy)
     if len(boxes) < min_boxes:
         # A kind could not fit this map (e.g. "inside" on a 1-pixel map); use the whole map.
         off = 0.5 if aligned else 0.0

@@ -1,23 +1,28 @@
 """Differential properties: every implementation under test agrees with the float64 reference.
 
 Bounds come from ``properties/tolerances.py`` (derived there from rounding);
-third-party float32 kernels additionally get the visible jump allowance at
-discontinuities of the definition (``tolerances.jump_allowance``).
+third-party kernels computing coordinates in float32 or a half additionally
+get the visible jump allowance at discontinuities of the definition
+(``tolerances.jump_allowance``). Cases are drawn per implementation in every
+dtype its record lists (``checks.cases_for``): the halves too where it takes
+them (ours both, torchvision CPU float16 only, the ONNX runtimes neither).
 """
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from roialign_suite.properties import implementations as registry
 from roialign_suite.properties.checks import (
+    cases_for,
     check_agrees_with,
+    check_at_least_as_accurate,
     check_backward_matches_reference,
-    check_float32_at_least_as_accurate,
     check_forward_matches_reference,
+    taken_dtype_names,
 )
-from roialign_suite.properties.strategies import RoIAlignCase, roi_align_cases
+from roialign_suite.properties.strategies import RoIAlignCase
 
 # A sample exactly on y == H (5): it still counts, clamped to the last row.
 EDGE_SAMPLE_Y_EQUALS_H = RoIAlignCase(shape=(1, 1, 5, 5), boxes=((0, 1.0, 4.0, 3.0, 6.0),), output_size=(1, 1),
@@ -25,25 +30,45 @@ EDGE_SAMPLE_Y_EQUALS_H = RoIAlignCase(shape=(1, 1, 5, 5), boxes=((0, 1.0, 4.0, 3
 # ... and exactly on x == -1 in the aligned convention (feature x = -1 - 0.5 + 1/2).
 EDGE_SAMPLE_X_EQUALS_MINUS_1 = RoIAlignCase(shape=(1, 2, 4, 6), boxes=((0, -1.0, 1.0, 0.0, 3.0),), output_size=(1, 1),
                                             sampling_ratio=1, aligned=True)
+TORCHVISION_CPU = registry.by_name()["torchvision-cpu"]
 
 
-@given(case=roi_align_cases())
-@example(case=EDGE_SAMPLE_Y_EQUALS_H)
-@example(case=EDGE_SAMPLE_X_EQUALS_MINUS_1)
-def test_forward_matches_reference(implementation, case):
+@pytest.mark.parametrize("case", [EDGE_SAMPLE_Y_EQUALS_H, EDGE_SAMPLE_X_EQUALS_MINUS_1], ids=["y=H", "x=-1"])
+def test_edge_samples_match_reference(implementation, case):
     check_forward_matches_reference(implementation, case)
+    if implementation.differentiable:
+        check_backward_matches_reference(implementation, case)
 
 
-@given(case=roi_align_cases(), grad_seed=st.integers(0, 2**16))
-@example(case=EDGE_SAMPLE_Y_EQUALS_H, grad_seed=0)
-@example(case=EDGE_SAMPLE_X_EQUALS_MINUS_1, grad_seed=0)
-def test_backward_matches_reference(implementation, case, grad_seed):
+@given(data=st.data())
+def test_forward_matches_reference(implementation, data):
+    check_forward_matches_reference(implementation, data.draw(cases_for(implementation), label="case"))
+
+
+@given(data=st.data(), grad_seed=st.integers(0, 2**16))
+def test_backward_matches_reference(implementation, data, grad_seed):
+    case = data.draw(cases_for(implementation), label="case")
     check_backward_matches_reference(implementation, case, grad_seed)
 
 
-@given(case=roi_align_cases(dtype_names=("float32",)))
-def test_float32_ours_at_least_as_accurate_as_torchvision(our_implementation, case):
-    check_float32_at_least_as_accurate(our_implementation, registry.by_name()["torchvision-cpu"], case)
+@given(data=st.data())
+def test_half_forward_and_backward_within_half_rounding(implementation, data):
+    """float16 and bfloat16 alone (where the record lists them): forward and gradient within the
+    bound of the features' and the output's rounding to the half (``check_forward_matches_reference``)."""
+    names = taken_dtype_names(implementation, ("float16", "bfloat16"))
+    if not names:
+        pytest.skip(f"{implementation.name} takes neither float16 nor bfloat16")
+    case = data.draw(cases_for(implementation, dtype_names=names), label="case")
+    check_forward_matches_reference(implementation, case)
+    if implementation.differentiable:
+        check_backward_matches_reference(implementation, case, case.seed)
+
+
+@given(data=st.data())
+def test_ours_at_least_as_accurate_as_torchvision(our_implementation, data):
+    """In each dtype both take (float32: ours sums in float64; float16: ours in float32, torchvision in float16)."""
+    case = data.draw(cases_for([our_implementation, TORCHVISION_CPU], dtype_names=("float32", "float16")), label="case")
+    check_at_least_as_accurate(our_implementation, TORCHVISION_CPU, case)
 
 
 TORCHVISION_CUDA = registry.by_name()["torchvision-cuda"]
@@ -51,6 +76,7 @@ TORCHVISION_CUDA = registry.by_name()["torchvision-cuda"]
 
 @pytest.mark.cuda
 @pytest.mark.skipif(TORCHVISION_CUDA.unavailable is not None, reason=f"torchvision-cuda: {TORCHVISION_CUDA.unavailable}")
-@given(case=roi_align_cases())
-def test_torchvision_cuda_agrees_with_ours(case):
-    check_agrees_with(TORCHVISION_CUDA, registry.by_name()["numba"], case)
+@given(data=st.data())
+def test_torchvision_cuda_agrees_with_ours(data):
+    numba = registry.by_name()["numba"]
+    check_agrees_with(TORCHVISION_CUDA, numba, data.draw(cases_for([TORCHVISION_CUDA, numba]), label="case"))

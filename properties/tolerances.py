@@ -1,8 +1,14 @@
 """Error bounds for comparing a RoIAlign with the float64 reference, derived from rounding.
 
-Notation: ``u`` is the unit roundoff of a dtype (2**-24 float32, 2**-53
-float64), ``gamma(n) = n u / (1 - n u)`` bounds the relative error of ``n``
-chained roundings (Higham, Accuracy and Stability, Lemma 3.1).
+Notation: ``u`` is the unit roundoff of a dtype (2**-53 float64, 2**-24
+float32, 2**-11 float16, 2**-8 bfloat16), ``eta`` half its smallest subnormal
+spacing (2**-25 float16, 2**-134 bfloat16, 2**-150 float32): rounding ``x``
+to nearest errs by at most ``u |x| + eta``. ``gamma(n) = n u / (1 - n u)``
+bounds the relative error of ``n`` chained roundings (Higham, Accuracy and
+Stability, Lemma 3.1; infinite when ``n u >= 1``: no bound).
+
+Inputs are exact: a case's features and boxes are values of its dtype, and
+the reference sees exactly those values, in float64.
 
 Every output bin is ``sum_s w_s f_s / count`` with non-negative weights that
 sum to at most 1, so:
@@ -10,29 +16,40 @@ sum to at most 1, so:
 * **summation**: accumulating ``n = 4 * grid_h * grid_w`` products (+8 for the
   weight products, the division and the final store) errs by at most
   ``gamma(n) * sum |w_s f_s|``; that magnitude is exactly the reference run on
-  ``|features|`` (weights are non-negative).
+  ``|features|`` (weights are non-negative). The reference's own float64 sums
+  err by at most ``gamma(n, u64)`` of it too (its count, ``4 G + 2``, is
+  within ``n``), and its run on ``|features|`` is low by at most that factor.
 * **coordinates**: a sample coordinate is ~6 operations on values no larger
   than ``M = 2 * spatial_scale * max|box coordinate| + 2`` (feature pixels), so
   a kernel computing coordinates in dtype ``u`` misplaces a sample by at most
   ``delta = 16 u M``. Bilinear interpolation moves by at most
   ``|f(i+1) - f(i)| <= 2 max|f|`` per pixel per axis, so a bin moves by at
   most ``4 max|f| delta``.
-* **output rounding**: storing the result in the input dtype: ``u_out |ref|``.
+* **output rounding**: the result ``x`` of the sums, ``|x - ref| <= E`` (the
+  two terms above), is stored in the input dtype: ``u_out (|ref| + E) +
+  eta_out`` more (:func:`output_rounding`). For the halves this is the main
+  term: our kernel sums them in float32 and rounds once to the half.
+
+Backward, one input-gradient pixel: the same with ``n`` = the taps landing on
+it (+8). An implementation computing the reference's coordinates (float64)
+hits exactly the reference's taps, counted per pixel (:func:`tap_counts`);
+any other may hit others, so it gets every tap of the case.
 
 Discontinuities. The definition jumps where a sample crosses ``y = -1``,
 ``y = H``, ``x = -1`` or ``x = W`` (it stops contributing), and where the
 adaptive grid ``ceil(roi_size / pooled)`` crosses an integer. A kernel that
-computes coordinates in float32 (torchvision) may legitimately land on the
-other side when a sample is within ``delta`` of such a point, so for
-third-party float32 :func:`jump_allowance` adds, per bin, the most those
-samples can change it (``max|f| / count`` each; the whole RoI's range when
-the grid size itself may change). Our kernel computes coordinates in float64
-exactly as the reference does, so it gets no allowance; and in float64 every
-implementation computes the same coordinates, so the boundaries themselves
-are checked there, exactly.
+computes coordinates in float32 or a half (torchvision) may legitimately land
+on the other side when a sample is within ``delta`` of such a point, so for
+those :func:`jump_allowance` adds, per bin, the most those samples can change
+it (``max|f| / count`` each; the whole RoI's range when the grid size itself
+may change). Our kernel computes coordinates in float64 exactly as the
+reference does, so it gets no allowance; and in float64 every implementation
+computes the same coordinates, so the boundaries themselves are checked
+there, exactly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -42,9 +59,13 @@ from torch import Tensor
 
 from roialign_suite import reference
 from roialign_suite.properties.discrepancy import target_discrepancy
-from roialign_suite.reference.roi_align import roi_align_backward, sample_points
+from roialign_suite.reference.roi_align import bin_taps, roi_align_backward, sample_points
 
-UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float64: 2.0**-53}
+UNIT_ROUNDOFF = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+# Half the smallest subnormal spacing (finfo.tiny * u): the absolute part of rounding to nearest.
+# float64's, 2**-1075, is not a float64: its smallest subnormal stands in (larger, so still a bound).
+SUBNORMAL_FLOOR = {torch.float64: 2.0**-1074, torch.float32: 2.0**-150, torch.float16: 2.0**-25,
+                   torch.bfloat16: 2.0**-134}
 # Rounding steps in one sample coordinate, in units of u * M (see module docstring).
 COORDINATE_ROUNDINGS = 16
 # Extra roundings per bin besides the 4 products per sample: weight products,
@@ -57,8 +78,17 @@ def unit_roundoff(dtype: torch.dtype) -> float:
 
 
 def gamma(n, u: float):
-    """Bound on the relative error of ``n`` roundings of unit roundoff ``u``."""
-    return n * u / (1 - n * u)
+    """Bound on the relative error of ``n`` roundings of unit roundoff ``u`` (inf where ``n u >= 1``)."""
+    if isinstance(n, Tensor):
+        nu = n * u
+        return torch.where(nu < 1, nu / (1 - nu).clamp(min=2.0**-60), torch.full_like(nu, math.inf))
+    return n * u / (1 - n * u) if n * u < 1 else math.inf
+
+
+def output_rounding(dtype: torch.dtype, value: Tensor, error) -> Tensor:
+    """``error`` plus what storing a result within ``error`` of ``value`` in ``dtype`` adds:
+    ``u (|value| + error) + eta`` (rounding to nearest, subnormals included)."""
+    return error + UNIT_ROUNDOFF[dtype] * (value.abs() + error) + SUBNORMAL_FLOOR[dtype]
 
 
 @dataclass(frozen=True)
@@ -118,33 +148,57 @@ def _max_abs(case, features: Optional[Tensor] = None) -> float:
     return float(features.abs().max()) if features.numel() else 0.0
 
 
-def forward_tolerance(case, oracle: Oracle, arith: Arithmetic, features: Optional[Tensor] = None) -> Tensor:
-    """Per output element, the most an implementation with ``arith`` may differ from the oracle
-    (jumps at discontinuities excluded: see :func:`jump_allowance`). ``features`` replace the case's."""
+def _sums(terms: Tensor, u: float, magnitude: Tensor) -> Tensor:
+    """Error of sums of ``terms`` roundings at ``u`` and of the reference's own float64 sums,
+    on terms whose absolute values sum to ``magnitude`` as the reference computed it."""
+    reference = gamma(terms, UNIT_ROUNDOFF[torch.float64])
+    error = (gamma(terms, u) + reference) * magnitude / (1 - reference)
+    return torch.where(magnitude > 0, error, torch.zeros_like(error))  # no terms: no error, even with gamma inf
+
+
+def forward_sum_error(case, oracle: Oracle, arith: Arithmetic, features: Optional[Tensor] = None) -> Tensor:
+    """Per output element, how far an implementation with ``arith`` may be from the oracle
+    before it rounds to the output dtype: the sums and the coordinates (``E``, module docstring)."""
     k = case.num_boxes
     terms = torch.tensor(
         [4 * max(g.grid_h, 0) * max(g.grid_w, 0) + BIN_ROUNDINGS for g in case.geometries()],
         dtype=torch.float64,
     ).reshape(k, 1, 1, 1)
-    summation = gamma(terms, unit_roundoff(arith.accumulation)) * oracle.magnitude
+    summation = _sums(terms, unit_roundoff(arith.accumulation), oracle.magnitude)
     lipschitz = 4 * _max_abs(case, features)
     coordinates = lipschitz * coordinate_error(case, unit_roundoff(arith.coordinates)).reshape(k, 1, 1, 1)
-    rounding = unit_roundoff(arith.output) * oracle.value.abs()
-    return summation + coordinates + rounding
+    return summation + coordinates
+
+
+def forward_tolerance(case, oracle: Oracle, arith: Arithmetic, features: Optional[Tensor] = None) -> Tensor:
+    """Per output element, the most an implementation with ``arith`` may differ from the oracle
+    (jumps at discontinuities excluded: see :func:`jump_allowance`). ``features`` replace the case's."""
+    return output_rounding(arith.output, oracle.value, forward_sum_error(case, oracle, arith, features))
+
+
+def tap_counts(case) -> Tensor:
+    """``[N, 1, H, W]``: how many of the reference's taps (all RoIs) land on each pixel."""
+    n, _, height, width = case.shape
+    counts = np.zeros((n, 1, height, width))
+    args = (case.output_size, case.spatial_scale, case.sampling_ratio, case.aligned)
+    for box in case.boxes:
+        for _, _, row, col, _ in bin_taps(box[1:], height, width, *args):
+            counts[box[0], 0, row, col] += 1
+    return torch.from_numpy(counts)
 
 
 def backward_tolerance(case, grad_output: Tensor, oracle: Oracle, arith: Arithmetic) -> Tensor:
     """Per input-gradient element, the most an implementation with ``arith`` may differ."""
-    # A pixel gathers at most every tap of the case.
-    terms = 4 * case.num_samples() + BIN_ROUNDINGS
-    summation = gamma(terms, unit_roundoff(arith.accumulation)) * oracle.magnitude
+    # With the reference's coordinates a pixel gathers exactly its taps; otherwise
+    # at most every tap of the case.
+    taps = tap_counts(case) if arith.coordinates == torch.float64 else torch.tensor(4.0 * case.num_samples())
+    summation = _sums(taps + BIN_ROUNDINGS, unit_roundoff(arith.accumulation), oracle.magnitude)
     # Misplacing a sample by delta moves each of its bilinear weights by at most
     # 2 delta; a pixel's error is bounded by the sum over every bin of
     # |grad_output| * 2 delta of its RoI, per channel.
     delta = coordinate_error(case, unit_roundoff(arith.coordinates)).reshape(-1, 1, 1, 1)
     per_channel = (2 * delta * grad_output.double().abs()).sum(dim=(0, 2, 3)).reshape(1, -1, 1, 1)
-    rounding = unit_roundoff(arith.output) * oracle.value.abs()
-    return summation + per_channel + rounding
+    return output_rounding(arith.output, oracle.value, summation + per_channel)
 
 
 # --- discontinuities ----------------------------------------------------------------
@@ -203,13 +257,32 @@ def rois_near_discontinuity(case, arith: Arithmetic) -> List[int]:
     return [i for i in range(case.num_boxes) if bool((allowance[i] > 0).any())]
 
 
-# --- float32 resolution -------------------------------------------------------------
+# --- resolution ---------------------------------------------------------------------
 
-def half_ulp_float32(values: Tensor) -> Tensor:
-    """Half the float32 spacing at ``|values|``: the most rounding to nearest can move them."""
+def half_ulp(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """Half the ``dtype`` spacing at ``|values|``: the most rounding to nearest can move them."""
     _, exponent = torch.frexp(values.double().abs())
-    # |v| in [2**(e-1), 2**e): spacing 2**(e-24); subnormal spacing is 2**-149.
-    return torch.ldexp(torch.ones_like(values, dtype=torch.float64), (exponent - 25).clamp(min=-150))
+    # |v| in [2**(e-1), 2**e): spacing 2**(e-1) * 2u; below the smallest normal, the subnormal spacing.
+    binade = torch.ldexp(torch.ones_like(values, dtype=torch.float64), exponent - 1)
+    binade = torch.where(values == 0, torch.zeros_like(binade), binade)  # frexp(0) has exponent 0
+    return torch.clamp(binade, min=torch.finfo(dtype).tiny) * UNIT_ROUNDOFF[dtype]
+
+
+def no_less_accurate_bound(reference_value: Tensor, their_error: Tensor, sum_error: Tensor,
+                           dtype: torch.dtype) -> Tensor:
+    """Elementwise, the most our error may be on ``dtype`` output: ``max(their error,
+    max(half_ulp(ref), E) + E)``, ``E`` (``sum_error``) bounding our sums' distance from ``ref``.
+
+    Ours is the sum ``x`` (``|x - ref| <= E``) rounded once to nearest: within
+    ``half_ulp(x)`` of ``x``. When ``|x|`` is in ``ref``'s binade or below,
+    ``half_ulp(x) <= half_ulp(ref)``: error at most ``half_ulp(ref) + E``. When
+    above, the power of two between ``|ref|`` and ``|x|`` is in the dtype and
+    within ``E`` of ``x``, so rounding moves ``x`` by at most ``E``: error at most
+    ``2 E``. Either way at most ``max(half_ulp(ref), E) + E``: no kernel rounding
+    to ``dtype`` can promise less, so the check asks that or torchvision's error.
+    """
+    ours = torch.maximum(half_ulp(reference_value, dtype), sum_error) + sum_error
+    return torch.maximum(their_error, ours)
 
 
 # --- comparison ---------------------------------------------------------------------

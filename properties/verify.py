@@ -3,9 +3,10 @@
 ``roialign-suite verify`` builds one default workload (2 images, a
 stride-8 map of a 400x608 image, RoIs of every size, crossing borders,
 degenerate and inverted ones), runs each implementation forward and backward
-in float32 and float64 and both pixel conventions, and prints the worst
-absolute error against the reference. It exits non-zero when an error is
-above the bound for its dtype, so it can be scripted.
+in float32, float64, float16 and bfloat16 (the dtypes its record lists) and
+both pixel conventions, and prints the worst absolute error against the
+reference. It exits non-zero when an error is above the bound for its dtype,
+so it can be scripted.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import torch
 
 from roialign_suite import reference
 from roialign_suite.properties import implementations as registry
+from roialign_suite.properties.checks import assert_backward_within_bound, assert_forward_within_bound
+from roialign_suite.properties.strategies import case_of_tensors
 
 # Worst absolute error allowed on this workload (features in [0, 4), the
 # reference fed the same dtype-rounded inputs): float64 sums of <= 16 terms
@@ -28,6 +31,12 @@ from roialign_suite.properties import implementations as registry
 # keep a wide margin over that rounding and stay far below a real bug (a
 # misplaced sample moves a value by O(0.1)).
 BOUND = {torch.float64: 1e-10, torch.float32: 1e-4}
+# The halves are held to the bound derived for each implementation's arithmetic
+# (properties/tolerances.py, per element): no single number fits both a kernel
+# that rounds once to the half (ours: within half a half-ulp of the values) and
+# one that computes coordinates and sums in the half (torchvision CPU float16).
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+DERIVED = float("inf")  # Row.bound of a row checked against the derived bound
 
 
 @dataclass
@@ -57,6 +66,18 @@ def default_workload(num_rois: int = 96, channels: int = 8, seed: int = 0):
     return features, torch.cat([index, boxes], dim=1)
 
 
+def within_derived_bound(impl: registry.Implementation, x, b, aligned, out, grad, grad_out) -> bool:
+    """Whether ``out`` (and ``grad``, unless None) are within ``tolerances``' bounds for ``impl``'s arithmetic."""
+    case = case_of_tensors(x, b, (7, 7), 0.125, 2, aligned)
+    try:
+        assert_forward_within_bound(impl, case, out, x.detach())
+        if grad is not None:
+            assert_backward_within_bound(impl, case, grad_out, grad)
+    except AssertionError:
+        return False
+    return True
+
+
 def check(impl: registry.Implementation, features, boxes, dtype, aligned, expected, expected_grad, grad_out) -> Row:
     x = features.to(dtype).detach().requires_grad_()
     b = boxes.to(dtype)
@@ -69,10 +90,14 @@ def check(impl: registry.Implementation, features, boxes, dtype, aligned, expect
     seconds = time.perf_counter() - start
     forward_error = (out.detach().double() - expected).abs().max().item()
     worst = max(forward_error, 0.0 if backward_error != backward_error else backward_error)
+    name = str(dtype).replace("torch.", "")
+    if dtype not in BOUND:
+        ok = within_derived_bound(impl, x, b, aligned, out.detach(), x.grad, grad_out.to(dtype))
+        return Row(impl.name, name, aligned, forward_error, backward_error, seconds, ok, DERIVED)
     # An implementation that computes in a lower precision than the input's
     # (a documented divergence, docs/conformance.md) is held to that precision's bound.
     bound = BOUND[impl.compute_dtype or dtype]
-    return Row(impl.name, str(dtype).replace("torch.", ""), aligned, forward_error, backward_error, seconds, worst <= bound, bound)
+    return Row(impl.name, name, aligned, forward_error, backward_error, seconds, worst <= bound, bound)
 
 
 def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -> bool:
@@ -81,7 +106,7 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
     grad_out = torch.randn(boxes.shape[0], features.shape[1], 7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     skipped = []
     for aligned in (False, True):
-        for dtype in (torch.float32, torch.float64):
+        for dtype in DTYPES:
             # The oracle sees exactly the values the implementation sees: the
             # inputs rounded to dtype, then widened back to float64.
             x = features.to(dtype).double().detach().requires_grad_()
@@ -93,6 +118,9 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
                 if impl.unavailable:
                     skipped.append(f"{impl.name}: {impl.unavailable}")
                     continue
+                if dtype not in impl.dtypes:
+                    skipped.append(f"{impl.name} on {dtype}: its record does not list that dtype")
+                    continue
                 rows_out.append(check(impl, features, boxes, dtype, aligned, expected.detach(), x.grad, grad_out))
     print(f"RoIAlign vs the float64 reference: {boxes.shape[0]} RoIs, features {tuple(features.shape)}, "
           "output 7x7, spatial_scale 1/8, sampling_ratio 2")
@@ -100,7 +128,13 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
     print(header)
     print("-" * len(header))
     for r in rows_out:
-        verdict = ("ok" if r.ok else "FAIL") + ("" if r.bound == BOUND[getattr(torch, r.dtype)] else f" (bound {r.bound:.0e}: computes in lower precision)")
+        if r.bound == DERIVED:
+            note = " (derived bound)"
+        elif r.bound == BOUND[getattr(torch, r.dtype)]:
+            note = ""
+        else:
+            note = f" (bound {r.bound:.0e}: computes in lower precision)"
+        verdict = ("ok" if r.ok else "FAIL") + note
         backward = "fwd only" if r.backward_error != r.backward_error else f"{r.backward_error:.3e}"
         print(f"{r.implementation:<18}{r.dtype:<9}{str(r.aligned):<9}{r.forward_error:>14.3e}{backward:>14}{r.seconds:>9.3f}  {verdict}")
     for line in sorted(set(skipped)):

@@ -1,37 +1,16 @@
 """float16 and bfloat16 features: the kernels' bit conversions, and the forward
-and backward against the float64 reference within bounds derived from rounding.
-
-Notation: ``u32 = 2**-24`` (our float32 sums), ``u64 = 2**-53`` (the
-reference), ``u_h`` the half's unit roundoff (``2**-11`` float16, ``2**-8``
-bfloat16) and ``eta_h`` half its smallest subnormal spacing (``2**-25``,
-``2**-134``): rounding ``x`` to the half to nearest errs by at most
-``u_h |x| + eta_h``. ``gamma(n, u)`` bounds ``n`` chained roundings (Higham,
-Lemma 3.1). Both sides take the same half-valued inputs, decoded exactly,
+and backward against the float64 reference within the bounds of
+``properties/tolerances.py`` (derived there; for the halves: exact half
+inputs, float32 sums, one rounding of the result to the half, ``u_h (|ref| +
+E) + eta_h``). Both sides take the same half-valued inputs, decoded exactly,
 and compute sample coordinates and bilinear weights in float64 in the same
 order of operations (bit for bit), so only the sums and the final rounding
 to the half differ.
-
-Forward, one output element of a RoI with ``G = grid_h * grid_w`` samples:
-ours rounds each term ``w f`` at most ``G + 6`` times (weight to float32, the
-product, the three adds of a sample's four taps, at most ``G`` adds into the
-sum, the division by ``count``), so the float32 sum is within
-``E = gamma(G + 6, u32) * M`` of the exact mean, ``M`` being the mean of
-``|w f|`` (the reference run on ``|features|``); the reference rounds each
-term at most ``4 G + 2`` times in float64 (``weight / count``, the product,
-``4 G`` adds). Rounding the float32 result ``x`` (``|x| <= |ref| + E_total``)
-to the half adds ``u_h (|ref| + E_total) + eta_h``.
-
-Backward, one gradient element hit by ``T`` taps (all RoIs; counted from the
-reference's tap list, which holds the kernel's taps one for one): ours rounds
-each term ``(w / count) g`` at most ``T + 2`` times (weight to float32, the
-product, at most ``T`` adds), the reference at most ``T + 1`` in float64; then
-the rounding to the half, as in the forward.
 """
 import numba
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from roialign_suite import impl
 from roialign_suite.benchmarks.runners import thread_count
@@ -39,18 +18,22 @@ from roialign_suite.benchmarks.workloads import realistic_boxes
 from roialign_suite.impl import kernels
 from roialign_suite.impl.inputs import rois_from_boxes
 from roialign_suite.impl.storage import storage
-from roialign_suite.properties.tolerances import assert_within, gamma
-from roialign_suite.reference.roi_align import bin_taps, roi_align_backward, roi_align_forward, roi_geometry
+from roialign_suite.properties import implementations as registry
+from roialign_suite.properties.checks import (
+    assert_backward_within_bound,
+    assert_forward_within_bound,
+    check_at_least_as_accurate,
+)
+from roialign_suite.properties.strategies import case_of_tensors
+from roialign_suite.properties.tolerances import SUBNORMAL_FLOOR
 
 HALVES = pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
 BOTH_CONVENTIONS = pytest.mark.parametrize("aligned", [False, True], ids=["legacy", "aligned"])
 SAMPLING = pytest.mark.parametrize("sampling_ratio", [2, 0], ids=["fixed", "adaptive"])
 LAYOUTS = pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 
-U32 = 2.0**-24
-U64 = 2.0**-53
-UNIT_ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
-HALF_SUBNORMAL_SPACING = {torch.float16: 2.0**-24, torch.bfloat16: 2.0**-133}
+OURS = registry.by_name()["numba"]
+TORCHVISION_CPU = registry.by_name()["torchvision-cpu"]
 MANTISSA_BITS = {torch.float16: 10, torch.bfloat16: 7}
 POOLED = (3, 3)
 SCALE = 0.5
@@ -103,7 +86,7 @@ def _float32_probes(dtype: torch.dtype) -> np.ndarray:
     kept = np.arange(1 << (23 - dropped), dtype=np.uint32) << dropped
     exponents = np.arange(256, dtype=np.uint32) << 23
     grid = (exponents[:, None, None] | kept[None, :, None] | low[None, None, :]).ravel().view(np.float32)
-    spacing = HALF_SUBNORMAL_SPACING[dtype]
+    spacing = 2 * SUBNORMAL_FLOOR[dtype]  # the smallest subnormal
     ties = ((np.arange(1 << MANTISSA_BITS[dtype]) + 0.5) * spacing).astype(np.float32)
     subnormal = np.concatenate([ties, np.nextafter(ties, np.float32(0)), np.nextafter(ties, np.float32(1))])
     random = np.random.default_rng(0).integers(0, 1 << 32, size=1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32)
@@ -138,52 +121,6 @@ def test_conversions_ignore_flush_to_zero(dtype):
         torch.set_flush_denormal(False)
     np.testing.assert_array_equal(flushed[0].view(np.uint32), expected[0].view(np.uint32))
     np.testing.assert_array_equal(flushed[1], expected[1])
-
-
-# --- bounds (derived in the module docstring) -----------------------------------------
-
-def _rounding_to_half(dtype, reference: torch.Tensor, sum_error: torch.Tensor) -> torch.Tensor:
-    return UNIT_ROUNDOFF[dtype] * (reference.abs() + sum_error) + HALF_SUBNORMAL_SPACING[dtype] / 2
-
-
-def _forward_bound(features, rois, pooled, scale, sampling_ratio, aligned):
-    """(reference, float32 sum error E_total, bound) per output element of ``features``' dtype."""
-    f = features.detach().double().numpy()
-    r = rois.double().numpy()
-    args = (pooled, scale, sampling_ratio, aligned)
-    reference = torch.from_numpy(roi_align_forward(f, r, *args))
-    magnitude = torch.from_numpy(roi_align_forward(np.abs(f), r, *args))
-    samples = torch.tensor(
-        [max(g.grid_h, 0) * max(g.grid_w, 0) for g in (roi_geometry(roi[1:], *args) for roi in r.tolist())],
-        dtype=torch.float64,
-    ).reshape(-1, 1, 1, 1)
-    # The reference's own |features| run is within its rounding of the exact M.
-    exact_magnitude = magnitude / (1 - gamma(4 * samples + 2, U64))
-    sum_error = (gamma(samples + 6, U32) + gamma(4 * samples + 2, U64)) * exact_magnitude
-    return reference, sum_error, sum_error + _rounding_to_half(features.dtype, reference, sum_error)
-
-
-def _tap_counts(shape, rois, pooled, scale, sampling_ratio, aligned) -> torch.Tensor:
-    """``[N, 1, H, W]``: how many taps of all ``rois`` land on each pixel (adds into its gradient)."""
-    n, _, height, width = shape
-    counts = torch.zeros((n, 1, height, width), dtype=torch.float64)
-    for roi in rois.double().tolist():
-        for _, _, row, col, _ in bin_taps(roi[1:], height, width, pooled, scale, sampling_ratio, aligned):
-            counts[int(roi[0]), 0, row, col] += 1
-    return counts
-
-
-def _backward_bound(shape, dtype, rois, grad_output, pooled, scale, sampling_ratio, aligned):
-    """(reference, bound) per input-gradient element for ``grad_output``."""
-    g = grad_output.double().numpy()
-    r = rois.double().numpy()
-    args = (tuple(shape), scale, sampling_ratio, aligned)
-    reference = torch.from_numpy(roi_align_backward(g, r, *args))
-    magnitude = torch.from_numpy(roi_align_backward(np.abs(g), r, *args))
-    taps = _tap_counts(shape, rois, pooled, scale, sampling_ratio, aligned)
-    exact_magnitude = magnitude / (1 - gamma(taps + 1, U64))
-    sum_error = (gamma(taps + 2, U32) + gamma(taps + 1, U64)) * exact_magnitude
-    return reference, sum_error + _rounding_to_half(dtype, reference, sum_error)
 
 
 # --- forward and backward against the reference ----------------------------------------
@@ -225,49 +162,24 @@ def test_forward_and_backward_within_derived_bound(dtype, layout, aligned, sampl
     x.requires_grad_()
     out = impl.roi_align(x, boxes, POOLED, SCALE, sampling_ratio, aligned)
     assert out.dtype == dtype and out.is_contiguous()
-    reference, _, bound = _forward_bound(x, boxes, POOLED, SCALE, sampling_ratio, aligned)
-    assert_within(out, reference, bound, f"{dtype} forward")
+    case = case_of_tensors(x, boxes, POOLED, SCALE, sampling_ratio, aligned)
+    assert_forward_within_bound(OURS, case, out, x.detach(), f"{dtype} forward")
 
     grad_output = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     grad_output[:, 1] *= 1e-6
     grad_output = grad_output.to(dtype)
     (grad,) = torch.autograd.grad(out, x, grad_output)
     _check_layout(grad, x, layout)
-    reference, bound = _backward_bound(x.shape, dtype, boxes, grad_output, POOLED, SCALE, sampling_ratio, aligned)
-    assert_within(grad, reference, bound, f"{dtype} backward")
-
-
-def _half_ulp_float16(values: torch.Tensor) -> torch.Tensor:
-    """Half the float16 spacing at ``|values|``: 2**(e - 12) for |v| in [2**(e-1), 2**e), 2**-25 below 2**-14."""
-    _, exponent = torch.frexp(values.double().abs())
-    half_ulp = torch.ldexp(torch.ones_like(values, dtype=torch.float64), exponent - 12)
-    return torch.where(values.abs() < 2.0**-14, torch.full_like(half_ulp, 2.0**-25), half_ulp)
+    assert_backward_within_bound(OURS, case, grad_output, grad, f"{dtype} backward")
 
 
 @BOTH_CONVENTIONS
 @SAMPLING
 def test_float16_forward_at_least_as_accurate_as_torchvision(aligned, sampling_ratio):
-    """Elementwise: ``|ours - ref| <= max(|torchvision - ref|, max(half_ulp(ref), E) + E)``.
-
-    Ours is the float32 sum ``x`` (``|x - ref| <= E``) rounded to nearest:
-    within ``half_ulp(x)`` of ``x``. When ``x`` is in ``ref``'s binade or
-    below, ``half_ulp(x) <= half_ulp(ref)``; when above, the power of two
-    between them is a float16 within ``E`` of ``x``, so the rounding moves
-    ``x`` by at most ``E``.
-    """
+    """Elementwise: ``|ours - ref| <= max(|torchvision - ref|, max(half_ulp(ref), E) + E)``
+    (``tolerances.no_less_accurate_bound``)."""
     x, boxes = _case(torch.float16)
-    args = (POOLED, SCALE, sampling_ratio, aligned)
-    ours = impl.roi_align(x, boxes, *args).double()
-    theirs = torchvision.ops.roi_align(x, boxes, *args).double()
-    reference, sum_error, _ = _forward_bound(x, boxes, *args)
-    ours_error = (ours - reference).abs()
-    allowed = torch.maximum((theirs - reference).abs(), torch.maximum(_half_ulp_float16(reference), sum_error) + sum_error)
-    worse = ours_error > allowed
-    assert not bool(worse.any()), (
-        f"{int(worse.sum())} elements less accurate than torchvision, e.g. at "
-        f"{tuple(int(i) for i in worse.nonzero()[0])}: ours {ours[worse][0].item()!r}, "
-        f"torchvision {theirs[worse][0].item()!r}, reference {reference[worse][0].item()!r}"
-    )
+    check_at_least_as_accurate(OURS, TORCHVISION_CPU, case_of_tensors(x, boxes, POOLED, SCALE, sampling_ratio, aligned), x)
 
 
 # --- determinism and plumbing -----------------------------------------------------------
@@ -344,9 +256,7 @@ def test_pooler_on_bfloat16_within_derived_bound(aligned):
     grads = torch.autograd.grad(out, features, grad_output)
     for level, (feature, grad, scale) in enumerate(zip(features, grads, pooler.scales)):
         rows = levels == level
-        args = (pooler.output_size, scale, pooler.sampling_ratio, aligned)
-        reference, _, bound = _forward_bound(feature, rois[rows], *args)
-        assert_within(out[rows], reference, bound, f"pooler level {level} forward")
+        case = case_of_tensors(feature, rois[rows], pooler.output_size, scale, pooler.sampling_ratio, aligned)
+        assert_forward_within_bound(OURS, case, out[rows], feature.detach(), f"pooler level {level} forward")
         _check_layout(grad, feature, "channels_last" if level == 1 else "contiguous")
-        reference, bound = _backward_bound(feature.shape, torch.bfloat16, rois[rows], grad_output[rows], *args)
-        assert_within(grad, reference, bound, f"pooler level {level} backward")
+        assert_backward_within_bound(OURS, case, grad_output[rows], grad, f"pooler level {level} backward")

@@ -224,6 +224,12 @@ MUTANTS: List[Mutant] = [
         "kernel-backward-assign-not-add", "gradient accumulation", "backward overwrites (=) instead of accumulating (+=)",
         KERNELS, "dst[c] += w * src[c]", "dst[c] = w * src[c]",
     ),
+    # --- our kernel: halves --------------------------------------------------------------
+    Mutant(
+        "kernel-float16-truncates", "half rounding", "float32 -> float16 drops the low 13 bits (truncates) instead of rounding to nearest",
+        KERNELS, "normal = (magnitude + 0xFFF + ((magnitude >> 13) & 1) - (112 << 23)) >> 13",
+        "normal = (magnitude - (112 << 23)) >> 13",
+    ),
     # --- our front end -----------------------------------------------------------------
     Mutant(
         "ops-backward-drops-aligned", "pixel convention",
