@@ -444,18 +444,25 @@ def _roi_align_backward_vmap(info, in_dims, grad, rois, spatial_scale, pooled_he
 
 # --- autocast (CPU): as torchvision's, run in float32 and return the input's dtype ----
 
+def _autocast_float(t: Tensor) -> Tensor:
+    """A tensor as autocast's ``cached_cast(float32)`` hands it on: float16 and bfloat16 (any
+    floating dtype but float64) become float32; float64 stays float64, as torchvision's
+    rule leaves it (autocast never lowers a double)."""
+    return t.float() if t.is_floating_point() and t.dtype != torch.float64 else t
+
+
 def _roi_align_autocast(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     with torch.autocast("cpu", enabled=False):
-        out = ops.roi_align(input.float(), rois.float(), spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                            aligned)
+        out = ops.roi_align(_autocast_float(input), _autocast_float(rois), spatial_scale, pooled_height,
+                            pooled_width, sampling_ratio, aligned)
     return out.to(input.dtype)
 
 
 def _multilevel_roi_align_autocast(features, rois, levels, scales, pooled_height, pooled_width, sampling_ratio,
                                    aligned):
     with torch.autocast("cpu", enabled=False):
-        out = ops.multilevel_roi_align([f.float() for f in features], rois.float(), levels, scales, pooled_height,
-                                       pooled_width, sampling_ratio, aligned)
+        out = ops.multilevel_roi_align([_autocast_float(f) for f in features], _autocast_float(rois), levels,
+                                       scales, pooled_height, pooled_width, sampling_ratio, aligned)
     return out.to(features[0].dtype)
 
 
