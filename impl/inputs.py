@@ -106,10 +106,23 @@ def rois_from_boxes(boxes: BoxesArg, input: Tensor) -> Tensor:
     return torch.cat(rows)
 
 
+def _cpu_autocast_enabled() -> bool:
+    """Whether CPU autocast is on; then the operators' autocast rule casts features and boxes alike
+    (float32 unless float64), so boxes of another dtype are accepted, as torchvision's are.
+
+    Always False in TorchScript, whose dtypes must match: a scripted
+    ``torch.is_autocast_cpu_enabled()`` crashes the JIT's autocast pass
+    (segfault, torch 2.14).
+    """
+    if torch.jit.is_scripting():
+        return False
+    return torch.is_autocast_enabled("cpu")
+
+
 def _check_box_tensor(boxes: Tensor, input: Tensor, columns: int, what: str) -> None:
     if boxes.dim() != 2 or boxes.shape[1] != columns:
         raise ValueError(f"{what} must have shape [K, {columns}], got shape {list(boxes.shape)}")
-    if boxes.dtype != input.dtype:
+    if boxes.dtype != input.dtype and not _cpu_autocast_enabled():
         raise TypeError(f"{what} dtype {boxes.dtype} does not match input dtype {input.dtype}")
     if boxes.device != input.device:
         raise ValueError(f"{what} are on device {boxes.device} but input is on device {input.device}")
