@@ -50,12 +50,18 @@ def output_size_pair(output_size) -> Tuple[int, int]:
     return pair[0], pair[1]
 
 
+def is_finite_number(value) -> bool:
+    """``math.isfinite`` as comparisons (False for NaN and infinities), which ``torch.compile`` can
+    trace when ``value`` is symbolic (a module's float attribute under ``dynamic=True``)."""
+    return -math.inf < value < math.inf
+
+
 def check_spatial_scale(spatial_scale) -> float:
     """A finite, positive ``spatial_scale`` as a Python float."""
     if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, numbers.Real):
         raise TypeError(f"spatial_scale must be a number, got {type(spatial_scale).__name__}")
     scale = float(spatial_scale)
-    if not math.isfinite(scale) or scale <= 0.0:
+    if not is_finite_number(scale) or scale <= 0.0:
         raise ValueError(f"spatial_scale must be finite and positive, got {spatial_scale!r}")
     return scale
 
