@@ -50,12 +50,18 @@ def output_size_pair(output_size) -> Tuple[int, int]:
     return pair[0], pair[1]
 
 
+def is_finite_number(value) -> bool:
+    """``math.isfinite`` as comparisons (False for NaN and infinities), which ``torch.compile`` can
+    trace when ``value`` is symbolic (a module's float attribute under ``dynamic=True``)."""
+    return -math.inf < value < math.inf
+
+
 def check_spatial_scale(spatial_scale) -> float:
     """A finite, positive ``spatial_scale`` as a Python float."""
     if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, numbers.Real):
         raise TypeError(f"spatial_scale must be a number, got {type(spatial_scale).__name__}")
     scale = float(spatial_scale)
-    if not math.isfinite(scale) or scale <= 0.0:
+    if not is_finite_number(scale) or scale <= 0.0:
         raise ValueError(f"spatial_scale must be finite and positive, got {spatial_scale!r}")
     return scale
 
@@ -106,10 +112,23 @@ def rois_from_boxes(boxes: BoxesArg, input: Tensor) -> Tensor:
     return torch.cat(rows)
 
 
+def _cpu_autocast_enabled() -> bool:
+    """Whether CPU autocast is on; then the operators' autocast rule casts features and boxes alike
+    (float32 unless float64), so boxes of another dtype are accepted, as torchvision's are.
+
+    Always False in TorchScript, whose dtypes must match: a scripted
+    ``torch.is_autocast_cpu_enabled()`` crashes the JIT's autocast pass
+    (segfault, torch 2.14).
+    """
+    if torch.jit.is_scripting():
+        return False
+    return torch.is_autocast_enabled("cpu")
+
+
 def _check_box_tensor(boxes: Tensor, input: Tensor, columns: int, what: str) -> None:
     if boxes.dim() != 2 or boxes.shape[1] != columns:
         raise ValueError(f"{what} must have shape [K, {columns}], got shape {list(boxes.shape)}")
-    if boxes.dtype != input.dtype:
+    if boxes.dtype != input.dtype and not _cpu_autocast_enabled():
         raise TypeError(f"{what} dtype {boxes.dtype} does not match input dtype {input.dtype}")
     if boxes.device != input.device:
         raise ValueError(f"{what} are on device {boxes.device} but input is on device {input.device}")

@@ -36,13 +36,14 @@ Defined behaviour outside the frameworks' assumptions:
 """
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
+
+from roialign_suite.impl.inputs import is_finite_number
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -91,13 +92,13 @@ def check_canonical(canonical_scale, canonical_level, eps) -> None:
     """Canonical scale finite and positive, canonical level an int, eps finite and >= 0."""
     if isinstance(canonical_scale, bool) or not isinstance(canonical_scale, numbers.Real):
         raise TypeError(f"canonical_scale must be a number, got {canonical_scale!r}")
-    if not math.isfinite(canonical_scale) or canonical_scale <= 0:
+    if not is_finite_number(canonical_scale) or canonical_scale <= 0:
         raise ValueError(f"canonical_scale must be finite and positive, got {canonical_scale!r}")
     if isinstance(canonical_level, bool) or not isinstance(canonical_level, numbers.Integral):
         raise TypeError(f"canonical_level must be an int, got {canonical_level!r}")
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a number, got {eps!r}")
-    if not math.isfinite(eps) or eps < 0:
+    if not is_finite_number(eps) or eps < 0:
         raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
 
 

@@ -28,8 +28,11 @@ Each has a CPU kernel (Numba, ``impl.kernels``) and a fake (meta) kernel, so
 ``torch.compile(fullgraph=True)``, ``torch.export`` and ``FakeTensorMode`` see
 shapes without running it. The forward operators have autograd registered on
 the operator (the backward is the backward operator, whose own gradient is
-the forward again: the map is linear), vmap rules, and a CPU autocast rule as
-torchvision's (run in float32, return the input's dtype).
+the forward again: the map is linear) and a CPU autocast rule as torchvision's
+(float16/bfloat16 run in float32 and return the input's dtype; float64 stays).
+The four RoIAlign operators have vmap rules (one kernel call on the stacked
+images and box sets); ``fpn_levels``, elementwise per box, takes vmap's
+per-item fallback, which keeps its errors' row names.
 
 Checks that need tensor data (finite coordinates, batch indices in range,
 levels in range, an adaptive grid of bounded size) run inside the CPU kernel,
@@ -401,10 +404,15 @@ torch.library.register_autograd(f"{NAMESPACE}::multilevel_roi_align_backward", _
 
 # --- vmap: a batch of maps (and/or of box sets) is one call on the stacked images -----
 
+def _batch_first(t: Tensor, bdim, batch: int) -> Tensor:
+    """``t`` with its vmap dimension first; an unbatched ``t`` expanded to ``batch`` items."""
+    return t.movedim(bdim, 0) if bdim is not None else t.expand(batch, *t.shape)
+
+
 def _batched_rois(rois: Tensor, rois_bdim, batch: int, images_per_item: Optional[int]) -> Tensor:
     """``[B, K, 5]`` box sets -> ``[B * K, 5]``; with ``images_per_item``, item ``b``'s batch
     indices are shifted by ``b * images_per_item`` (its images in the stacked map)."""
-    rois = rois.movedim(rois_bdim, 0) if rois_bdim is not None else rois.expand(batch, *rois.shape)
+    rois = _batch_first(rois, rois_bdim, batch)
     if images_per_item is not None:
         # Exact while b * N fits the dtype's integers (2**11 float16, 2**8 bfloat16).
         limit = round(2 / torch.finfo(rois.dtype).eps)
@@ -416,16 +424,20 @@ def _batched_rois(rois: Tensor, rois_bdim, batch: int, images_per_item: Optional
     return rois.reshape(-1, 5)
 
 
+def _stacked_maps(maps: Sequence[Tensor], bdims, batch: int):
+    """``(maps, images_per_item)``: each ``[B, N, C, H, W]`` map as ``[B * N, C, H, W]`` (unbatched
+    ones repeated); ``(maps, None)`` unchanged when none is batched."""
+    if all(bdim is None for bdim in bdims):
+        return list(maps), None
+    stacked = [_batch_first(m, bdim, batch) for m, bdim in zip(maps, bdims)]
+    return [m.flatten(0, 1) for m in stacked], stacked[0].shape[1]
+
+
 @torch.library.register_vmap(f"{NAMESPACE}::roi_align")
 def _roi_align_vmap(info, in_dims, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    input_bdim, rois_bdim = in_dims[0], in_dims[1]
     batch = info.batch_size
-    images = None
-    if input_bdim is not None:
-        input = input.movedim(input_bdim, 0)
-        images = input.shape[1]
-        input = input.flatten(0, 1)
-    flat = _batched_rois(rois, rois_bdim, batch, images)
+    (input,), images = _stacked_maps([input], in_dims[:1], batch)
+    flat = _batched_rois(rois, in_dims[1], batch, images)
     out = ops.roi_align(input, flat, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
     return out.view(batch, -1, *out.shape[1:]), 0
 
@@ -433,29 +445,60 @@ def _roi_align_vmap(info, in_dims, input, rois, spatial_scale, pooled_height, po
 @torch.library.register_vmap(f"{NAMESPACE}::roi_align_backward")
 def _roi_align_backward_vmap(info, in_dims, grad, rois, spatial_scale, pooled_height, pooled_width, batch_size,
                              channels, height, width, sampling_ratio, aligned, channels_last):
-    grad_bdim, rois_bdim = in_dims[0], in_dims[1]
     batch = info.batch_size
-    grad = grad.movedim(grad_bdim, 0) if grad_bdim is not None else grad.expand(batch, *grad.shape)
-    flat = _batched_rois(rois, rois_bdim, batch, batch_size)
+    grad = _batch_first(grad, in_dims[0], batch)
+    flat = _batched_rois(rois, in_dims[1], batch, batch_size)
     out = ops.roi_align_backward(grad.reshape(-1, *grad.shape[2:]), flat, spatial_scale, pooled_height, pooled_width,
                                  batch * batch_size, channels, height, width, sampling_ratio, aligned, channels_last)
     return out.view(batch, batch_size, *out.shape[1:]), 0
 
 
+@torch.library.register_vmap(f"{NAMESPACE}::multilevel_roi_align")
+def _multilevel_roi_align_vmap(info, in_dims, features, rois, levels, scales, pooled_height, pooled_width,
+                               sampling_ratio, aligned):
+    batch = info.batch_size
+    features, images = _stacked_maps(features, in_dims[0], batch)
+    flat = _batched_rois(rois, in_dims[1], batch, images)
+    levels = _batch_first(levels, in_dims[2], batch).reshape(-1)
+    out = ops.multilevel_roi_align(features, flat, levels, scales, pooled_height, pooled_width, sampling_ratio,
+                                   aligned)
+    return out.view(batch, -1, *out.shape[1:]), 0
+
+
+@torch.library.register_vmap(f"{NAMESPACE}::multilevel_roi_align_backward")
+def _multilevel_roi_align_backward_vmap(info, in_dims, grad, rois, levels, scales, batch_size, heights, widths,
+                                        sampling_ratio, aligned, channels_last):
+    batch = info.batch_size
+    grad = _batch_first(grad, in_dims[0], batch)
+    flat = _batched_rois(rois, in_dims[1], batch, batch_size)
+    levels = _batch_first(levels, in_dims[2], batch).reshape(-1)
+    outs = ops.multilevel_roi_align_backward(grad.reshape(-1, *grad.shape[2:]), flat, levels, scales,
+                                             batch * batch_size, heights, widths, sampling_ratio, aligned,
+                                             channels_last)
+    return [out.view(batch, batch_size, *out.shape[1:]) for out in outs], [0] * len(outs)
+
+
 # --- autocast (CPU): as torchvision's, run in float32 and return the input's dtype ----
+
+def _autocast_float(t: Tensor) -> Tensor:
+    """A tensor as autocast's ``cached_cast(float32)`` hands it on: float16 and bfloat16 (any
+    floating dtype but float64) become float32; float64 stays float64, as torchvision's
+    rule leaves it (autocast never lowers a double)."""
+    return t.float() if t.is_floating_point() and t.dtype != torch.float64 else t
+
 
 def _roi_align_autocast(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     with torch.autocast("cpu", enabled=False):
-        out = ops.roi_align(input.float(), rois.float(), spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                            aligned)
+        out = ops.roi_align(_autocast_float(input), _autocast_float(rois), spatial_scale, pooled_height,
+                            pooled_width, sampling_ratio, aligned)
     return out.to(input.dtype)
 
 
 def _multilevel_roi_align_autocast(features, rois, levels, scales, pooled_height, pooled_width, sampling_ratio,
                                    aligned):
     with torch.autocast("cpu", enabled=False):
-        out = ops.multilevel_roi_align([f.float() for f in features], rois.float(), levels, scales, pooled_height,
-                                       pooled_width, sampling_ratio, aligned)
+        out = ops.multilevel_roi_align([_autocast_float(f) for f in features], _autocast_float(rois), levels,
+                                       scales, pooled_height, pooled_width, sampling_ratio, aligned)
     return out.to(features[0].dtype)
 
 
