@@ -33,7 +33,9 @@ The top-level object::
                        "entries": [{"file": str, "line": int, "pattern": str,
                                     "kind": "test id" or "property", "reason": str,
                                     "matched": [node id]}],
-                       "passed": [{"nodeid": str, "file": str, "line": int, "pattern": str}],
+                       "passed": [{"nodeid": str, "file": str, "line": int, "pattern": str,
+                                   "entry_failed_as_expected": int}],  -- listed tests that passed;
+                                   the count: tests of the same entry that failed as expected
                        "unmatched": [{"file": str, "line": int, "pattern": str, "reason": str}]}
     tests             [record], in the order the tests ran
 
@@ -309,9 +311,25 @@ def reproduce_failure_code(item, decorator: str, funcargs: Dict[str, Any], profi
 # --- failure texts ---------------------------------------------------------------------------------
 
 def _leaves(error: BaseException) -> List[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for sub in error.exceptions for leaf in _leaves(sub)]
+    """The exceptions in an exception group (Hypothesis's several distinct failures), or the exception."""
+    group = getattr(error, "exceptions", None)  # BaseExceptionGroup (3.11+, or the exceptiongroup backport)
+    if isinstance(group, (list, tuple)) and all(isinstance(e, BaseException) for e in group):
+        return [leaf for sub in group for leaf in _leaves(sub)]
     return [error]
+
+
+def _pytest_arguments(item) -> Optional[Dict[str, Any]]:
+    """The test function's arguments pytest supplies (parameters, fixtures), or None if one is missing."""
+    import inspect
+
+    funcargs = getattr(item, "funcargs", None)
+    try:
+        names = list(inspect.signature(item.function).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if funcargs is None:
+        return None
+    return {n: funcargs[n] for n in names if n in funcargs}
 
 
 def split_notes(notes: List[str]) -> dict:
@@ -512,18 +530,15 @@ class Report:
     def _code(self, item, error, example, calls: FailingCalls) -> dict:
         expected = _first_line(_error_text(error))
         hypothesis_test = calls.handle is not None
-        arguments = calls.arguments_of(error) if hypothesis_test else None
-        if not hypothesis_test and getattr(item, "funcargs", None) is not None:
-            names = getattr(getattr(item, "_fixtureinfo", None), "argnames", ()) or ()
-            arguments = {n: item.funcargs[n] for n in names if n in item.funcargs}
+        pytest_arguments = _pytest_arguments(item)
+        arguments = calls.arguments_of(error) if hypothesis_test else pytest_arguments
         if arguments is not None:
             code = call_code(item, arguments, hypothesis_test, expected)
             if code is not None:
                 return {"code": code, "code_kind": "call"}
-        if example.get("reproduce_failure") and getattr(item, "funcargs", None) is not None:
-            names = getattr(getattr(item, "_fixtureinfo", None), "argnames", ()) or ()
-            funcargs = {n: item.funcargs[n] for n in names if n in item.funcargs}
-            code = reproduce_failure_code(item, example["reproduce_failure"], funcargs, _base_profile(), expected)
+        if example.get("reproduce_failure") and pytest_arguments is not None:
+            code = reproduce_failure_code(item, example["reproduce_failure"], pytest_arguments, _base_profile(),
+                                          expected)
             if code is not None:
                 return {"code": code, "code_kind": "reproduce_failure"}
         return {"code": None, "code_kind": None}
@@ -750,7 +765,10 @@ def markdown(document: dict) -> str:
                 mine = [p for p in passed if p["file"] == file]
                 if mine:
                     lines += ["", f"### Expected failures that passed — remove them from `{file}`", ""]
-                    lines += [f"- `{p['nodeid']}` (line {p['line']}: `{p['pattern']}`)" for p in mine]
+                    lines += [f"- `{p['nodeid']}` (line {p['line']}: `{p['pattern']}`"
+                              + (f"; {p['entry_failed_as_expected']} other test(s) of this entry failed as expected: "
+                                 "narrow it, or keep it if the divergence shows on some draws only"
+                                 if p.get("entry_failed_as_expected") else "") + ")" for p in mine]
         if xfails["unmatched"]:
             lines += ["", "### Entries that match no collected test — fix or remove them", ""]
             lines += [f"- `{u['file']}:{u['line']}`: `{u['pattern']}`" for u in xfails["unmatched"]]
