@@ -131,11 +131,12 @@ def pytest_configure(config):
 def pytest_runtest_call(item):
     """The same derandomized examples however pytest is invoked.
 
-    Hypothesis's pytest plugin adds a parametrized test's node id to the digest that seeds
-    derandomized runs (the ``ci`` profile) and keys the example database; the node id
-    depends on the rootdir (``properties/test_x.py::t[p]`` from a checkout, ``::t[p]`` under
-    ``roialign-suite check`` run elsewhere), so the same test would draw different examples
-    and an expected-failures list made one way would not hold the other. For the suite's
+    Hypothesis's pytest plugin adds the node id of a test with a ``parametrize`` marker (the
+    box kinds, the dtypes, ...) to the digest that seeds derandomized runs (the ``ci``
+    profile) and keys the example database; the node id depends on the rootdir
+    (``properties/test_x.py::t[p]`` from a checkout, ``test_x.py::t[p]`` under ``roialign-suite
+    check`` run elsewhere), so the same test would draw different examples and an
+    expected-failures list made one way would not hold the other. For the suite's
     tests this replaces it, after Hypothesis's hook set it and before the test runs, by
     ``properties/FILE.py::NAME[PARAMS]`` (``benchmarks/...``): a checkout's node id, the
     same in a checkout and in an installed suite, from any directory.

@@ -63,13 +63,13 @@ def suite(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(HERE))  # report_kernels, for --roialign-target
     profile = settings.get_current_profile_name()
 
-    def run(*args: str) -> Run:
+    def run(*args: str, rootdir: Path = tmp_path) -> Run:
         before, path, imported = set(sys.modules), list(sys.path), _suite_test_modules()
         for name in imported:
             del sys.modules[name]
         capsys.readouterr()
         try:
-            ret = pytest.main(["-p", "roialign_suite.plugin", "-p", "no:cacheprovider", f"--rootdir={tmp_path}",
+            ret = pytest.main(["-p", "roialign_suite.plugin", "-p", "no:cacheprovider", f"--rootdir={rootdir}",
                                "--roialign-profile=ci", *args])
         finally:
             for name in set(sys.modules) - before:
@@ -297,6 +297,20 @@ def test_profile_option_chooses_the_profile(suite, tmp_path):
     result = suite("test_counting.py", "--roialign-profile=nonesuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert_lines(result.stderr, "*profile 'nonesuch' is not one of*")
+
+
+def test_derandomized_draws_do_not_depend_on_how_pytest_is_invoked(suite, tmp_path):
+    """The ci profile draws the same examples for a test with a parametrize marker (here the box kinds),
+    whether its node id is a checkout's (rootdir above ``properties/``) or ``roialign-suite check``'s."""
+    args = (str(SUITE / "test_edge_cases.py"), "-k", "test_box_kind_behaves_like_the_reference",
+            "--roialign-implementation=numba", "--roialign-max-examples=4")
+    worst = {}
+    for rootdir in (tmp_path, SUITE.parent):
+        assert suite(*args, f"--roialign-report={tmp_path / 'report.json'}", rootdir=rootdir).ret == 0
+        records = _report(tmp_path)["tests"]
+        assert {r["nodeid"].startswith("properties/") for r in records} == {rootdir == SUITE.parent}
+        worst[rootdir] = {r["test_id"]: r["worst_error_over_bound"] for r in records}
+    assert len(worst[tmp_path]) == 8 and worst[tmp_path] == worst[SUITE.parent]
 
 
 # --- the report, end to end through `roialign-suite check` ------------------------------------------
