@@ -435,7 +435,7 @@ def _version(package: str) -> Optional[str]:
     if isinstance(version, str):
         return version
     try:
-        from importlib.metadata import PackageNotFoundError, version as metadata_version
+        from importlib.metadata import version as metadata_version
 
         return metadata_version(package)
     except Exception:
