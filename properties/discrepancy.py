@@ -5,11 +5,17 @@
 the examples that scored highest, so a campaign climbs toward the boxes where
 an implementation comes closest to (or past, above 1) its derived bound. The
 fuzz runner reads the values back through observability for its summary.
-Outside a Hypothesis test (corpus replay, unit tests) it does nothing.
+
+Observers registered with :func:`observing` receive every value, inside a
+Hypothesis test or not (corpus replay): the suite's report
+(``properties/report.py``) records each test's worst ``error / bound`` this
+way. Outside a Hypothesis test and with no observer it does nothing.
 """
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator, List
 
 import torch
 from hypothesis import target
@@ -36,12 +42,33 @@ def discrepancy(error: torch.Tensor, bound: torch.Tensor) -> float:
     return float(ratios.max())
 
 
+Observer = Callable[[str, float], None]
+_observers: List[Observer] = []
+
+
+@contextmanager
+def observing(observer: Observer) -> Iterator[Observer]:
+    """Within the block, every :func:`target_discrepancy` also calls ``observer(label, value)``."""
+    _observers.append(observer)
+    try:
+        yield observer
+    finally:
+        _observers.remove(observer)
+
+
 def target_discrepancy(label: str, error: torch.Tensor, bound: torch.Tensor) -> None:
-    """Inside a Hypothesis test, ``hypothesis.target(max(error / bound), label=label)``.
-    A label already targeted in this test case keeps its first value."""
-    if not currently_in_test_context():
+    """Inside a Hypothesis test, ``hypothesis.target(max(error / bound), label=label)``; the value also
+    goes to the :func:`observing` observers. A label already targeted in this test case keeps its
+    first value (for the target; observers see every value)."""
+    in_test = currently_in_test_context()
+    if not in_test and not _observers:
+        return
+    value = discrepancy(error, bound)
+    for observer in tuple(_observers):
+        observer(label, value)
+    if not in_test:
         return
     try:
-        target(discrepancy(error, bound), label=label)
+        target(value, label=label)
     except InvalidArgument:  # same label twice in one test case: Hypothesis keeps one value per label
         pass
