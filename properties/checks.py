@@ -201,8 +201,15 @@ def check_adjoint_identity(implementation, case: RoIAlignCase, grad_seed: int) -
 
 
 def assert_bitwise_equal(actual, expected, what: str) -> None:
-    if not torch.equal(actual, expected):
+    """``actual`` and ``expected`` hold the same values (NaN where the other has NaN); else an
+    AssertionError naming the worst element."""
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    same = (actual == expected) | (actual.isnan() & expected.isnan())
+    if not bool(same.all()):
         diff = (actual.double() - expected.double()).abs()
+        # A NaN on one side only is the worst difference there is.
+        diff = torch.where(actual.isnan() ^ expected.isnan(), torch.full_like(diff, float("inf")), diff.nan_to_num(0.0))
         index = tuple(int(i) for i in (diff == diff.max()).nonzero()[0]) if diff.numel() else ()
         raise AssertionError(f"{what}: not bitwise equal; worst at {index}: {actual[index]!r} vs {expected[index]!r}")
 

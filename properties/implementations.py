@@ -262,3 +262,14 @@ def target(spec: str, device: str = "cpu") -> Implementation:
 
 def by_name() -> Dict[str, Implementation]:
     return {i.name: i for i in builtin()}
+
+
+def named(name: str) -> Implementation:
+    """The implementation a report names: a built-in's name, or ``target:MODULE:ATTR[@DEVICE]``."""
+    if name.startswith("target:"):
+        spec, _, device = name[len("target:"):].partition("@")
+        return target(spec, device or "cpu")
+    known = by_name()
+    if name not in known:
+        raise LookupError(f"no implementation named {name!r}; built-ins: {sorted(known)}")
+    return known[name]

@@ -133,13 +133,14 @@ class RoIAlignCase:
         )
         return f"RoIAlignCase({fields})"
 
-    def script(self, roi_align: str = "roialign_suite.impl.roi_align") -> str:
-        """Stand-alone Python that reruns this case on ``roi_align`` and the reference."""
+    def script(self, roi_align: str = "impl.roi_align") -> str:
+        """Stand-alone Python that reruns this case on ``roi_align`` (an expression) and the reference."""
         return (
-            "# reproduction (run from the repository root)\n"
-            "import torch, impl, reference, torchvision\n"
-            "from reference import registry\n"
-            "from properties.strategies import RoIAlignCase\n"
+            "# reproduction (runs wherever roialign_suite is importable)\n"
+            "import torch\n"
+            "from roialign_suite import impl, reference\n"
+            "from roialign_suite.properties import implementations\n"
+            "from roialign_suite.properties.strategies import RoIAlignCase\n"
             f"case = {self!r}\n"
             f"out = case.run({roi_align})\n"
             "expected = case.run(reference.roi_align, case.features('float64'), case.rois('float64'))\n"
@@ -173,7 +174,7 @@ def note_if_testing(text: str) -> None:
 
 def note_reproduction(case: RoIAlignCase, implementation) -> None:
     """Attach the case's reproduction script to a Hypothesis failure report."""
-    note_if_testing(case.script(f"registry.by_name()[{implementation.name!r}].roi_align"))
+    note_if_testing(case.script(f"implementations.named({implementation.name!r}).roi_align"))
 
 
 def with_layout(values: torch.Tensor, layout: str) -> torch.Tensor:

@@ -53,6 +53,8 @@ def check(argv: Sequence[str]) -> int:
     parser.add_argument("--level-mapper", metavar="MODULE:ATTR", help="a LevelMapper class to verify too")
     parser.add_argument("--level-dialect", help="the dialect it claims (default torchvision)")
     parser.add_argument("--xfails", action="append", default=[], metavar="FILE", help="expected-failures file")
+    parser.add_argument("--strict-xfails", action="store_true",
+                        help="a listed expected failure that passes, or an entry that matches nothing, fails the run")
     parser.add_argument("--report", metavar="FILE.json", help="JSON report of every property x implementation")
     parser.add_argument("--summary", metavar="FILE.md", help="Markdown summary of the report")
     parser.add_argument("--profile", help="Hypothesis profile: ci, dev, thorough")
@@ -66,6 +68,7 @@ def check(argv: Sequence[str]) -> int:
         if value is not None:
             options.append(f"--roialign-{name.replace('_', '-')}={value}")
     options += [f"--roialign-xfails={f}" for f in args.xfails]
+    options += ["--roialign-strict-xfails"] * args.strict_xfails
     command = paths.pytest_command([paths.package_dir("properties")], *options, *extra)
     print("+ " + " ".join(command), flush=True)
     return subprocess.run(command, env=paths.child_environment(), check=False).returncode
