@@ -94,11 +94,24 @@ def user_project(tmp_path):
         import torchvision
 
         def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-            """torchvision's RoIAlign, but a legacy-convention box is shifted by a quarter pixel."""
-            return torchvision.ops.roi_align(input, boxes, output_size, spatial_scale * (1.0 + 2**-10),
-                                             sampling_ratio, aligned)
+            """torchvision's RoIAlign with the pixel convention ignored (always the legacy one): the planted bug."""
+            return torchvision.ops.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, False)
     '''))
     return tmp_path
+
+
+def check(python, env, cwd, *options):
+    """``python -m pytest --pyargs roialign_suite.properties`` with a report; ``(process, report)``."""
+    report = cwd / "report.json"
+    done = run([python, "-m", "pytest", "--pyargs", "roialign_suite.properties", "-q", "-p", "no:cacheprovider",
+                f"--roialign-report={report}", f"--roialign-summary={cwd / 'summary.md'}", *options], cwd, env)
+    assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    return done, json.loads(report.read_text())
+
+
+def failures(report) -> dict:
+    """property -> failure record, of every failed test in the report."""
+    return {t["property"]: t["failure"] for t in report["tests"] if t["outcome"] == "failed"}
 
 
 def test_the_wheel_is_what_runs(installed, user_project):
@@ -137,8 +150,53 @@ def test_torchvision_passes_from_the_users_directory(installed, user_project):
     """``pytest --pyargs roialign_suite.properties`` against torchvision's kernel: the properties and the
     shipped corpus run and pass."""
     python, _, env = installed
-    done = run([python, "-m", "pytest", "--pyargs", "roialign_suite.properties", "-q", "-p", "no:cacheprovider",
-                "--roialign-target=torchvision.ops:roi_align", "--roialign-max-examples=5",
-                "-k", "differential or corpus"], user_project, env)
+    done, report = check(python, env, user_project, "--roialign-target=torchvision.ops:roi_align",
+                         "--roialign-max-examples=5", "-k", "differential or corpus or metamorphic")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "passed" in done.stdout and "test_corpus" not in done.stdout.split("short test summary")[-1]
+    ran = {t["property"] for t in report["tests"] if t["outcome"] == "passed"}
+    assert {"test_forward_matches_reference", "test_replay", "test_linear_in_the_features"} <= ran, ran
+
+
+def test_onnxruntime_passes_with_its_expected_failures(installed, user_project):
+    """The command, on ONNX Runtime with the shipped expected-failures file: passes, and the report lists
+    the expected failures with their reasons."""
+    python, command, env = installed
+    xfails = Path(run([python, "-c", "from roialign_suite import paths; print(paths.package_dir('properties'))"],
+                      user_project, env).stdout.strip()) / "xfails" / "onnxruntime.txt"
+    report = user_project / "ort.json"
+    done = run([command, "check", "--implementation", "onnxruntime", "--xfails", xfails, "--report", report,
+                "--", "-q", "-p", "no:cacheprovider", "-k", "forward_matches_reference or flip or ramp or translation"],
+               user_project, env)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    tests = json.loads(report.read_text())["tests"]
+    listed = [t for t in tests if t["outcome"] == "xfailed" and t["expected_failure"]]
+    assert listed and all(t["implementation"] == "onnxruntime" and t["expected_failure"]["reason"] for t in listed)
+    assert any(t["outcome"] == "passed" for t in tests)
+
+
+def test_a_broken_kernel_fails_with_its_minimal_example(installed, user_project):
+    """A kernel that ignores ``aligned`` fails; the report names the property and gives the minimal
+    example as code that reproduces the failure."""
+    python, _, env = installed
+    done, report = check(python, env, user_project, "--roialign-target=broken_kernel:roi_align",
+                         "-k", "test_forward_matches_reference")
+    assert done.returncode == 1, done.stdout[-3000:]
+    failure = failures(report)["test_forward_matches_reference"]
+    (example,) = failure["examples"][:1]
+    assert "aligned=True" in "\n".join(example["reproduction"]), example  # the drawn case, shrunk
+    replay = run([python, "-c", example["code"]], user_project, env)
+    assert replay.returncode != 0 and "AssertionError" in replay.stderr, replay.stdout + replay.stderr
+    assert "test_forward_matches_reference" in (user_project / "summary.md").read_text()
+
+
+def test_a_plus_one_level_mapper_fails_with_its_minimal_example(installed, user_project):
+    """A torchvision-style level mapper that adds the legacy +1 to both sides fails the dialect property;
+    the report names it and the box."""
+    python, _, env = installed
+    done, report = check(python, env, user_project,
+                         "--roialign-level-mapper=roialign_suite.properties.planted_levels:PlusOneLevelMapper",
+                         "--roialign-max-examples=10", "-k", "level_assignment and target")
+    assert done.returncode == 1, done.stdout[-3000:]
+    failed = failures(report)
+    assert "test_levels_equal_the_dialect_formula" in failed, sorted(failed)
+    assert "box" in failed["test_levels_equal_the_dialect_formula"]["message"]
