@@ -25,7 +25,7 @@ zero-size cases in a child process (``properties.findings``).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from hypothesis import assume
@@ -35,6 +35,7 @@ from roialign_suite import reference
 from roialign_suite.properties.checks import case_for, outside_divergences
 from roialign_suite.properties.strategies import RoIAlignCase, note_if_testing, with_layout, zero_sizes
 from roialign_suite.properties.tolerances import (
+    UNIT_ROUNDOFF,
     Oracle,
     assert_within,
     forward_tolerance,
@@ -114,15 +115,21 @@ def check_output_contract(implementation, case: RoIAlignCase, dtype: torch.dtype
             f"with {zero} the definition gives {defined.flatten().tolist()}, got {out.detach().flatten().tolist()}")
     if not implementation.differentiable:
         return
+    assert out.requires_grad, f"{implementation.name}'s record says differentiable, but its output has no gradient"
     out.backward(grad_output(case, dtype, device, grad_seed))
     grad = x.grad
-    assert grad is not None, f"{implementation.name} claims differentiable, but its output does not reach the input"
+    assert grad is not None, f"{implementation.name}'s record says differentiable, but no gradient reaches the input"
     assert grad.dtype == dtype and grad.device == x.device and grad.shape == x.shape, (
         f"x.grad is {grad.dtype} {list(grad.shape)} on {grad.device}; x is {dtype} {list(x.shape)} on {x.device}")
     assert obeys_layout_contract(grad, x), (
         f"x.grad strides {grad.stride()} break autograd's layout contract for x of strides {x.stride()} ({case.layout})")
     if zero:
         assert not bool(grad.any()), f"with {zero} the gradient must be 0, got {grad.flatten().tolist()}"
+
+
+def replayed_property(implementation) -> str:
+    """The corpus property that reruns what these checks run (a gradient property also runs the forward)."""
+    return "backward_matches_reference" if implementation.differentiable else "forward_matches_reference"
 
 
 def check_refuses_integer_input(implementation, dtype: torch.dtype = torch.int64) -> None:
@@ -145,6 +152,12 @@ _COMPILED: Dict[tuple, Callable] = {}
 # Graphs one code object may compile before dynamo silently falls back to eager: above the
 # keys a run can draw (4 dtypes x 2 conventions x 2 grid kinds), times the layouts.
 RECOMPILE_LIMIT = 64
+
+
+def compile_dtypes(implementation) -> List[torch.dtype]:
+    """The record's dtypes :func:`check_compiled_matches_eager` can check: all for an operator
+    (bitwise), else those whose unit roundoff its bound knows."""
+    return [d for d in implementation.dtypes if implementation.operator is not None or d in UNIT_ROUNDOFF]
 
 
 def compiled(implementation, dtype: torch.dtype, aligned: bool, adaptive: bool) -> Callable:

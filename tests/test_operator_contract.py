@@ -68,6 +68,24 @@ def test_a_dying_child_is_an_outcome_not_the_end_of_the_run(fn, args, observed):
         outcome.result("the call")
 
 
+def _parallel_sum(x):
+    return float((x * 3).sum())
+
+
+def test_a_forked_child_survives_the_parents_openmp_pool():
+    """GNU OpenMP's threads do not survive a fork: without ``set_num_threads(1)`` in the child, its
+    first parallel region waits for them for ever (measured)."""
+    x = torch.randn(3000, 3000)
+    with_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        float((x * 2).sum())  # a parallel region in the parent
+        outcome = isolation.run_isolated(_parallel_sum, x, timeout=30)
+    finally:
+        torch.set_num_threads(with_threads)
+    assert outcome.kind == isolation.RETURNED, outcome.describe()
+
+
 def test_a_hanging_child_is_killed_after_the_timeout():
     start = time.monotonic()
     outcome = isolation.run_isolated(_sleep, 60, timeout=1)
@@ -195,13 +213,13 @@ def _suite(tmp_path, *args):
 
 
 def test_crashing_kernel_is_a_finding_and_the_run_goes_on(tmp_path):
-    run = _suite(tmp_path, f"--roialign-target={CRASHER}", "-k", "zero_sizes or output_and_gradient or integer")
+    run = _suite(tmp_path, f"--roialign-target={CRASHER}", "-k", "output_and_gradient or integer")
     out = run.stdout
     assert run.returncode == 1, out + run.stderr
-    crash_line = next(line for line in out.splitlines() if line.startswith("FAILED") and "zero_sizes" in line)
+    crash_line = next(line for line in out.splitlines() if line.startswith("FAILED") and "zero_sizes]" in line)
     assert "crashed with SIGSEGV on case = RoIAlignCase(shape=" in crash_line, crash_line
-    for other in ("test_output_and_gradient_follow_the_contract", "test_integer_input_is_refused"):
-        assert re.search(rf"^PASSED \S*::{other}\[target:", out, re.MULTILINE), out
+    for other in (r"test_output_and_gradient_follow_the_contract\[target:\S+-sizes\]", r"test_integer_input_is_refused"):
+        assert re.search(rf"^PASSED \S*::{other}", out, re.MULTILINE), out
     (written,) = (tmp_path / "corpus").glob("*.json")
     (entry,) = json.loads(written.read_text())
     assert entry["observed_crash"] == {"signal": "SIGSEGV"} and 0 in entry["features"]["shape"][2:]
