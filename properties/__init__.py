@@ -11,6 +11,9 @@ Library modules (test modules import only these):
 - ``discrepancy``: how a check reports ``error / bound`` to Hypothesis's targeted search.
 - ``replay``: the corpus (``corpus/``, pinned JSON cases) and its replay.
 - ``profiles``: the ``ci`` / ``dev`` / ``thorough`` Hypothesis profiles.
+- ``contract``: the operator contract any kernel keeps (``test_operator_contract.py``);
+  ``isolation`` and ``findings``: third-party kernels' risky calls in a child
+  process, and a crash written to the corpus as a finding.
 - ``session``: the plugin's share for the properties (parametrisation, header).
 - ``verify``: the main job's agreement table; ``fuzz/``: campaigns; ``mutation/``: the self-check.
 

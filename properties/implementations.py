@@ -14,7 +14,8 @@ with that reason instead of silently leaving them out.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass, field, fields
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -23,6 +24,7 @@ from roialign_suite import impl, reference
 from roialign_suite.properties.tolerances import Arithmetic
 from roialign_suite.reference import runtimes, torchvision_ops
 from roialign_suite.reference.pooler import TorchvisionPooler
+from roialign_suite.reference.roi_align import sample_points
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -102,6 +104,80 @@ OPENVINO_EMPTY_GRID_NAN = Divergence(
 )
 
 
+def _on_empty_map(case, geometry) -> bool:
+    return case.shape[2] == 0 or case.shape[3] == 0
+
+
+# torchvision's CPU kernel reads pixel (H - 1, W - 1) = (-1, ...) of a map without pixels.
+TORCHVISION_EMPTY_MAP_SEGFAULT = Divergence(
+    "empty-map-segfault",
+    "a box on a map with H = 0 or W = 0: the definition gives zeros (no pixel to sample); torchvision's CPU "
+    "kernel clamps the sample to row H - 1 = -1 and reads outside the map: the process dies with SIGSEGV",
+    "known_divergences/torchvision_cpu_empty_map_segfault.json",
+    boxes=_on_empty_map,
+    excluded=True,
+)
+
+
+def _samples_outside_the_map(case, geometry) -> bool:
+    _, _, height, width = case.shape
+    return any(y < -1 or y > height or x < -1 or x > width
+               for _, _, y, x in sample_points(geometry, case.output_size))
+
+
+# torchvision's pure-PyTorch RoIAlign (torchvision.ops.roi_align._roi_align), four ways.
+TORCHVISION_PYTHON_OUTSIDE_SAMPLES_COUNT = Divergence(
+    "outside-samples-count",
+    "a sample outside [-1, H] x [-1, W] contributes 0 by the definition (and torchvision's C++/CUDA kernels); "
+    "torchvision's pure-PyTorch _roi_align has no such test: it clamps the sample onto the border row/column "
+    "and counts it",
+    "known_divergences/torchvision_python_sample_outside_map_counts_*.json",
+    boxes=_samples_outside_the_map,
+)
+
+
+def _adaptive(case) -> bool:
+    return case.sampling_ratio <= 0
+
+
+TORCHVISION_PYTHON_GRID_CAPPED = Divergence(
+    "adaptive-grid-capped-at-map-size",
+    "an adaptive grid of more samples per bin than the map has rows (columns): _roi_align samples at most H "
+    "(W) of them (torch.arange(height) masked by the grid) but still divides by the full grid_h * grid_w",
+    "known_divergences/torchvision_python_adaptive_grid_exceeds_map.json",
+    boxes=lambda case, g: g.grid_h > case.shape[2] or g.grid_w > case.shape[3],
+    cases=_adaptive,
+)
+TORCHVISION_PYTHON_EMPTY_GRID_NAN_GRADIENT = Divergence(
+    "empty-adaptive-grid-nan-gradient",
+    "aligned=True, an adaptive grid with no samples (a zero-size box, or one inverted along one axis): the "
+    "output is 0 as defined, but _roi_align divides bin_size by the grid of 0 and masks the result with "
+    "torch.where, whose backward turns the masked inf/NaN into a NaN gradient",
+    "known_divergences/torchvision_python_empty_adaptive_grid_nan_gradient.json",
+    boxes=lambda case, g: g.grid_h * g.grid_w <= 0,
+    cases=lambda case: case.aligned and _adaptive(case),
+)
+TORCHVISION_PYTHON_EMPTY_MAP_REFUSED = Divergence(
+    "empty-map-refused",
+    "a box on a map with H = 0 or W = 0 and a fixed grid: _roi_align indexes the empty map and raises "
+    "IndexError where the definition gives zeros (an accepted refusal; the adaptive grid computes the zeros)",
+    "zero_sizes.json",
+    boxes=_on_empty_map,
+    cases=lambda case: not _adaptive(case),
+    excluded=True,
+)
+
+
+RUNTIME_EMPTY_MAP_UNINITIALISED = Divergence(
+    "empty-map-uninitialised",
+    "a box on a map with H = 0 or W = 0: the definition gives zeros; ONNX Runtime's and OpenVINO's CPU RoiAlign "
+    "return their output buffer unwritten (whatever the memory held: 1.4e-45, 2e26, ...). Not pinned exactly "
+    "(the values are not reproducible); zero_sizes.json shows it",
+    "zero_sizes.json",
+    boxes=_on_empty_map,
+)
+
+
 def _own_input_dtype(dtype: torch.dtype, backward: bool) -> torch.dtype:
     return dtype
 
@@ -157,6 +233,13 @@ class Implementation:
     def __repr__(self) -> str:  # short ids in pytest parametrisation
         return self.name
 
+    def __reduce__(self):
+        """Pickled by name where :func:`resolve` rebuilds it (its callables and rules need not
+        pickle: a spawned child process gets the same record); field by field otherwise."""
+        if resolvable(self.name):
+            return resolve, (self.name,)
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
+
     @property
     def timed_call(self) -> Callable:
         return self.native or self.roi_align
@@ -192,7 +275,8 @@ def _torchvision_pooler(output_size, sampling_ratio, scales):
 
 
 def builtin() -> List[Implementation]:
-    """The suite's own entries: ours, the reference, torchvision CPU and CUDA, ONNX Runtime, OpenVINO."""
+    """The suite's own entries: ours, the reference, torchvision CPU, its pure-PyTorch kernel and CUDA,
+    ONNX Runtime, OpenVINO."""
     return [
         Implementation(
             "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
@@ -204,8 +288,18 @@ def builtin() -> List[Implementation]:
         ),
         Implementation(
             "torchvision-cpu", torchvision_ops.roi_align_cpu, native=torchvision_ops.roi_align_native,
-            verified_by_default=True, dtypes=(torch.float16,) + FLOAT_DTYPES, divergences=(NEGATIVE_GRID_REFUSED,),
-            pooler=_torchvision_pooler, operator=torch.ops.torchvision.roi_align.default,
+            verified_by_default=True, dtypes=(torch.float16,) + FLOAT_DTYPES,
+            divergences=(NEGATIVE_GRID_REFUSED, TORCHVISION_EMPTY_MAP_SEGFAULT), pooler=_torchvision_pooler,
+            operator=torch.ops.torchvision.roi_align.default,
+        ),
+        # Run explicitly (--roialign-implementation=torchvision-python), never by default: it
+        # diverges by design, and compiling it costs ~100 s (docs/operator_contract.md).
+        Implementation(
+            "torchvision-python", torchvision_ops.roi_align_python, dtypes=HALF_DTYPES + FLOAT_DTYPES,
+            not_timed="in eager mode it materialises every tap as [K, C, h, w, grid_h, grid_w] tensors (every map "
+                      "row and column under adaptive sampling); torchvision runs it compiled",
+            divergences=(TORCHVISION_PYTHON_OUTSIDE_SAMPLES_COUNT, TORCHVISION_PYTHON_GRID_CAPPED,
+                         TORCHVISION_PYTHON_EMPTY_GRID_NAN_GRADIENT, TORCHVISION_PYTHON_EMPTY_MAP_REFUSED),
         ),
         Implementation(
             "torchvision-cuda", torchvision_ops.roi_align_cuda, native=torchvision_ops.roi_align_native,
@@ -214,13 +308,14 @@ def builtin() -> List[Implementation]:
         ),
         Implementation(
             "onnxruntime", runtimes.roi_align_onnxruntime, unavailable=runtimes.onnxruntime_unavailable(),
-            differentiable=False, divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32),
+            differentiable=False,
+            divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
         Implementation(
             "openvino", runtimes.roi_align_openvino, unavailable=runtimes.openvino_unavailable(),
             differentiable=False, compute_dtype=torch.float32,
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
-                         OPENVINO_EMPTY_GRID_NAN),
+                         OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
     ]
 
@@ -240,6 +335,40 @@ def load_object(spec: str):
     return obj
 
 
+# torchvision's roi_align operator schema, as (type, name) of each argument.
+ROI_ALIGN_SCHEMA = (("Tensor", "input"), ("Tensor", "rois"), ("float", "spatial_scale"), ("SymInt", "pooled_height"),
+                    ("SymInt", "pooled_width"), ("int", "sampling_ratio"), ("bool", "aligned"))
+
+
+def as_operator(obj) -> Optional[torch._ops.OpOverload]:
+    """The ``torch.library`` operator ``obj`` is, or wraps: an ``OpOverload``
+    (``torch.ops.ns.name.default``), an ``OpOverloadPacket`` (``torch.ops.ns.name``: its
+    ``default``), or a callable whose ``__wrapped__`` chain (``functools.wraps``) ends at
+    one of those; None otherwise."""
+    obj = inspect.unwrap(obj, stop=lambda f: isinstance(f, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)))
+    if isinstance(obj, torch._ops.OpOverloadPacket):
+        return obj.default
+    return obj if isinstance(obj, torch._ops.OpOverload) else None
+
+
+def operator_roi_align(operator: torch._ops.OpOverload) -> Callable:
+    """``operator`` (torchvision's roi_align schema, checked: :data:`ROI_ALIGN_SCHEMA`, ``int``
+    accepted for ``SymInt``) called with ``torchvision.ops.roi_align``'s signature."""
+    arguments = tuple((str(a.type), a.name) for a in operator._schema.arguments)
+    expected = tuple((("int" if t == "SymInt" else t), n) for t, n in ROI_ALIGN_SCHEMA)
+    if tuple((("int" if t == "SymInt" else t), n) for t, n in arguments) != expected:
+        raise ValueError(f"operator {operator} has schema {operator._schema}; a target operator needs "
+                         f"torchvision's roi_align schema ({', '.join(f'{t} {n}' for t, n in ROI_ALIGN_SCHEMA)})")
+
+    def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+        rois, pooled_height, pooled_width = torchvision_ops.operator_arguments(boxes, output_size)
+        return operator(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+
+    roi_align.__name__ = f"{operator}_roi_align"
+    roi_align.__doc__ = f"{operator} with torchvision.ops.roi_align's signature."
+    return roi_align
+
+
 def target(spec: str, device: str = "cpu") -> Implementation:
     """A user's ``roi_align`` named by ``MODULE:ATTR``, run on ``device``.
 
@@ -247,11 +376,20 @@ def target(spec: str, device: str = "cpu") -> Implementation:
     result is brought back to the CPU (``native`` is the target itself, for
     timing on device-resident inputs). It is third-party: no promises beyond
     torchvision's contract, and the refusal of negative sample grids accepted.
+
+    A ``torch.library`` operator with torchvision's roi_align schema may be the
+    target itself (``torch:ops.torchvision.roi_align``, an ``OpOverloadPacket``,
+    or ``....default``): it is called through :func:`operator_roi_align` and
+    recorded as the record's ``operator`` (for ``opcheck``), as is the operator
+    a callable wraps with ``functools.wraps`` (:func:`as_operator`).
     """
     fn = load_object(spec)
     if not callable(fn):
         raise ValueError(f"{spec!r} is not callable")
-    common = dict(divergences=(NEGATIVE_GRID_REFUSED,))
+    operator = as_operator(fn)
+    if isinstance(fn, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        fn = operator_roi_align(operator)
+    common = dict(divergences=(NEGATIVE_GRID_REFUSED,), operator=operator)
     if device == "cpu":
         return Implementation(f"target:{spec}", fn, **common)
     return Implementation(
@@ -264,12 +402,22 @@ def by_name() -> Dict[str, Implementation]:
     return {i.name: i for i in builtin()}
 
 
-def named(name: str) -> Implementation:
-    """The implementation a report names: a built-in's name, or ``target:MODULE:ATTR[@DEVICE]``."""
-    if name.startswith("target:"):
-        spec, _, device = name[len("target:"):].partition("@")
+TARGET_PREFIX = "target:"
+
+
+def resolvable(name: str) -> bool:
+    """Whether :func:`resolve` rebuilds the implementation called ``name``."""
+    return name.startswith(TARGET_PREFIX) or name in by_name()
+
+
+def resolve(name: str) -> Implementation:
+    """The implementation called ``name``: a built-in, or a target as :func:`target` names it
+    (``target:MODULE:ATTR``, ``target:MODULE:ATTR@DEVICE``)."""
+    if name.startswith(TARGET_PREFIX):
+        spec, _, device = name[len(TARGET_PREFIX):].partition("@")
         return target(spec, device or "cpu")
     known = by_name()
     if name not in known:
-        raise LookupError(f"no implementation named {name!r}; built-ins: {sorted(known)}")
+        raise LookupError(f"no implementation called {name!r}: built-ins are {sorted(known)}, "
+                          f"targets are named {TARGET_PREFIX}MODULE:ATTR[@DEVICE]")
     return known[name]

@@ -2,9 +2,11 @@
 cases and replaying them.
 
 ``load_corpus`` reads every ``*.json`` under a folder (one case or a list per
-file); ``case_from_entry`` turns an entry into a :class:`RoIAlignCase`;
-``PROPERTIES`` maps a property name an entry may name to its check;
-``check_still_diverges`` replays a recorded known divergence.
+file); ``case_from_entry`` turns an entry into a :class:`RoIAlignCase` and
+``entry_fields`` a case into an entry's fields; ``PROPERTIES`` maps a
+property name an entry may name to its check (``replay_property`` runs it);
+``check_still_diverges`` replays a recorded known divergence, a crash or a hang
+in a child process (``properties.isolation``).
 """
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 
+from roialign_suite.properties import isolation
 from roialign_suite.properties.checks import (
     check_adjoint_identity,
     check_backward_matches_reference,
     check_forward_matches_reference,
+    grad_output_for,
+    input_gradient,
 )
 from roialign_suite.properties.strategies import DTYPES, RoIAlignCase
 from roialign_suite.properties.tolerances import assert_within, forward_oracle, forward_tolerance
@@ -47,6 +52,13 @@ PROPERTIES["float64_matches_reference"] = PROPERTIES["float32_matches_reference"
 ]
 
 Entry = Tuple[str, dict]
+
+
+def replay_property(implementation, case: RoIAlignCase, name: str, entry: dict) -> None:
+    """Check the corpus property ``name`` (a key of :data:`PROPERTIES`) of ``entry`` on ``implementation``."""
+    if name not in PROPERTIES:
+        raise ValueError(f"unknown property {name!r} (known: {sorted(PROPERTIES)})")
+    PROPERTIES[name](implementation, case, entry)
 
 
 def load_corpus(root: Path = CORPUS) -> List[Entry]:
@@ -80,6 +92,31 @@ def case_from_entry(entry: dict) -> RoIAlignCase:
     return RoIAlignCase(shape=(), values=features, **common)
 
 
+def call_raw(implementation, case: RoIAlignCase, backward: bool) -> None:
+    """Run ``implementation`` on ``case`` as it is (no box taken out, nothing compared), then its
+    backward if ``backward``: what a recorded death replays."""
+    features = case.features().requires_grad_(backward)
+    out = case.run(implementation.roi_align, features=features)
+    if backward:
+        out.sum().backward()
+
+
+def entry_fields(case: RoIAlignCase) -> dict:
+    """The corpus fields describing ``case`` (what :func:`case_from_entry` reads back)."""
+    features = [list(v) for v in case.values] if case.values is not None else {"seed": case.seed,
+                                                                              "shape": list(case.shape)}
+    return {
+        "dtype": case.dtype,
+        "layout": case.layout,
+        "features": features,
+        "boxes": [list(b) for b in case.boxes],
+        "output_size": list(case.output_size),
+        "spatial_scale": case.spatial_scale,
+        "sampling_ratio": case.sampling_ratio,
+        "aligned": case.aligned,
+    }
+
+
 def diverging_implementation(entry: dict):
     divergence = entry.get("known_divergence")
     if not divergence:
@@ -88,10 +125,32 @@ def diverging_implementation(entry: dict):
 
 
 def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> None:
-    """The recorded divergence is reproduced: the same exception (``observed_exception``),
-    all NaN (``observed_all_nan``), or the same ``observed`` output (within
-    ``tolerance.observed_atol``, default the implementation's bound) still farther than
-    ``tolerance.diverges_by_more_than`` (default that bound) from ``expected``."""
+    """The recorded divergence is reproduced: the same death (``observed_crash``: the call, and
+    the backward for a gradient property, run in a child process on the case as it is, dies
+    with the same signal or exit status;
+    ``observed_timeout_s``: it still hangs that long), an input gradient NaN at exactly the
+    recorded ``[n, c, y, x]`` (``observed_gradient_nan``, upstream gradient from ``grad_seed``),
+    the same exception (``observed_exception``), all NaN (``observed_all_nan``), or the same ``observed`` output
+    (within ``tolerance.observed_atol``, default the implementation's bound) still farther
+    than ``tolerance.diverges_by_more_than`` (default that bound) from ``expected``."""
+    if entry.get("observed_crash") or entry.get("observed_timeout_s"):
+        timeout = float(entry.get("observed_timeout_s") or isolation.DEFAULT_TIMEOUT_S)
+        backward = entry.get("property", "forward_matches_reference") in ("backward_matches_reference",
+                                                                            "adjoint_identity")
+        outcome = isolation.run_isolated(call_raw, implementation, case, backward, device=implementation.device,
+                                         timeout=timeout)
+        recorded = {key: entry[key] for key in ("observed_crash", "observed_timeout_s") if entry.get(key)}
+        assert outcome.died and outcome.observed() == recorded, (
+            f"{implementation.name} no longer dies as recorded ({entry.get('observed_crash') or 'a hang'}): "
+            f"it {outcome.describe()}"
+        )
+        return
+    nan_at = entry.get("observed_gradient_nan")
+    if nan_at is not None:
+        grad = input_gradient(implementation, case, grad_output_for(case, entry.get("grad_seed", 0)))
+        assert grad.isnan().nonzero().tolist() == nan_at, (
+            f"the input gradient is NaN at {grad.isnan().nonzero().tolist()}, recorded {nan_at}")
+        return
     raised = entry.get("observed_exception")
     if raised:
         with pytest.raises(Exception) as info:

@@ -12,7 +12,9 @@ with its reason when no GPU is visible). The float64 ``reference`` is the
 oracle, never a subject. The ONNX runtimes follow the ONNX operator and
 diverge in documented ways (their records' ``divergences``);
 ``--roialign-implementation onnxruntime`` runs every property on one to show
-where. Forward-only entries (``differentiable=False``) skip the gradient
+where. So does ``torchvision-python`` (torchvision's pure-PyTorch
+``_roi_align``, its deterministic-GPU path): not verified by default, since it
+diverges by design (``docs/operator_contract.md``). Forward-only entries (``differentiable=False``) skip the gradient
 properties with that reason. Targets are third-party: the properties only our
 kernel promises (clear errors on bad input, a bitwise-deterministic backward)
 are not asked of them.

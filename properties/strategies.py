@@ -174,7 +174,7 @@ def note_if_testing(text: str) -> None:
 
 def note_reproduction(case: RoIAlignCase, implementation) -> None:
     """Attach the case's reproduction script to a Hypothesis failure report."""
-    note_if_testing(case.script(f"implementations.named({implementation.name!r}).roi_align"))
+    note_if_testing(case.script(f"implementations.resolve({implementation.name!r}).roi_align"))
 
 
 def with_layout(values: torch.Tensor, layout: str) -> torch.Tensor:
@@ -377,6 +377,18 @@ def _huge(h, w, pooled, grid, aligned):
     )
 
 
+def _band(h, w, pooled, grid, aligned):
+    """The whole sampling band ``[-1, H] x [-1, W]`` (aligned: shifted by half a pixel), or one
+    axis of it: the largest box whose every sample counts, so its adaptive grid is the largest
+    such (``size + 1`` samples per bin along an axis with one bin)."""
+    off = 0.5 if aligned else 0.0
+    band = (-1.0 + off, -1.0 + off, w + off, h + off)
+    return st.tuples(st.sampled_from(["both", "x", "y"]), _ordinary(h, w, pooled, grid, aligned)).map(
+        lambda t: {"both": band, "x": (band[0], t[1][1], band[2], t[1][3]),
+                   "y": (t[1][0], band[1], t[1][2], band[3])}[t[0]]
+    )
+
+
 BOX_KINDS = {
     "ordinary": _ordinary,
     "inside": _inside,
@@ -387,6 +399,7 @@ BOX_KINDS = {
     "border": _border,
     "outside": _outside,
     "huge": _huge,
+    "band": _band,
 }
 ALL_KINDS = tuple(BOX_KINDS) + ("level_threshold",)
 # Boxes whose every sample stays inside the map (for the metamorphic properties).
@@ -588,3 +601,59 @@ def bad_inputs(draw):
                         message=("sampling_ratio",))
     return BadInput("boxes on another device (meta) than input (cpu)", features, rois.to("meta"),
                     message=("boxes", "device", "meta"))
+
+
+# --- the operator contract: zero sizes, and cases for torch.compile ------------------
+# (properties/test_operator_contract.py)
+
+ZERO_SIZES = ("N", "C", "H", "W", "K")
+
+
+@st.composite
+def zero_size_cases(draw, dtype_names: Sequence[str] = ("float64", "float32")):
+    """A :class:`RoIAlignCase` in which at least one of N, C, H, W and the box count K is 0,
+    alone or together (N = 0 admits no box, so it brings K = 0). Boxes of every kind are
+    drawn as for a map of ``max(H, 1) x max(W, 1)`` (the kinds need a pixel to place them
+    around; any box is valid input); any layout, convention and grid."""
+    # One size 0, each as likely as the others, sometimes with up to two more.
+    zero = {draw(st.sampled_from(ZERO_SIZES))} | set(draw(st.lists(st.sampled_from(ZERO_SIZES), max_size=2)))
+    if "N" in zero:
+        zero = zero | {"K"}
+    n, c, h, w = (0 if name in zero else draw(st.integers(1, high)) for name, high in zip("NCHW", (3, 4, 12, 12)))
+    dtype = draw(dtypes(dtype_names))
+    scale = _exact(draw(spatial_scales()), "float64")
+    pooled = draw(output_sizes())
+    sampling_ratio = draw(sampling_ratios())
+    aligned = draw(conventions())
+    boxes = () if "K" in zero else draw(
+        box_lists((n, c, max(h, 1), max(w, 1)), scale, pooled, sampling_ratio, aligned, dtype, min_boxes=1))
+    case = RoIAlignCase(shape=(n, c, h, w), boxes=boxes, output_size=pooled, spatial_scale=scale,
+                        sampling_ratio=sampling_ratio, aligned=aligned, dtype=dtype, layout=draw(layouts()),
+                        seed=draw(st.integers(0, 2**16)))
+    return within_budget(case)
+
+
+def zero_sizes(case: RoIAlignCase) -> str:
+    """Which of N, C, H, W, K are 0 in ``case`` (e.g. ``"H=0, K=0"``; empty if none)."""
+    sizes = dict(zip(ZERO_SIZES, tuple(case.shape) + (case.num_boxes,)))
+    return ", ".join(f"{name}=0" for name, size in sizes.items() if size == 0)
+
+
+def with_dtype(case: RoIAlignCase, dtype: torch.dtype) -> RoIAlignCase:
+    """``case`` naming ``dtype`` where a case can (:data:`DTYPES`), so its repr and corpus entry
+    say the dtype really used; otherwise ``case`` as it is (the caller passes the dtype along)."""
+    name = str(dtype).removeprefix("torch.")
+    return case.replace(dtype=name) if name in DTYPES else case
+
+
+def compile_cases(dtype_names: Sequence[str] = ("float64", "float32")):
+    """Cases for comparing ``torch.compile(target)`` with the target: every size (N, C, H, W,
+    K, output) at least 2, since dynamo specializes sizes 0 and 1 (each would be a graph of
+    its own); fixed grids of 2 or 3 (1 is specialized) or the adaptive 0."""
+    return roi_align_cases(dtype_names, min_images=2, min_boxes=2, max_channels=4, sampling=(2, 3, 0),
+                           min_side=2).map(_sizes_at_least_two).filter(lambda c: c.num_boxes >= 2)
+
+
+def _sizes_at_least_two(case: RoIAlignCase) -> RoIAlignCase:
+    n, c, h, w = case.shape
+    return case.replace(shape=(n, max(c, 2), h, w), output_size=tuple(max(s, 2) for s in case.output_size))

@@ -22,7 +22,9 @@ from roialign_suite.properties.replay import (
     check_still_diverges,
     diverging_implementation,
     load_corpus,
+    replay_property,
 )
+from roialign_suite.properties.findings import check_isolated
 from roialign_suite.properties.tolerances import FLOAT64, assert_within, forward_oracle, forward_tolerance
 
 
@@ -73,6 +75,8 @@ def test_reference_gives_the_recorded_expected(corpus_entry):
 
 
 def test_replay(corpus_entry, implementation_name, request):
+    """Third-party kernels replay zero-size cases in a child process (``properties.findings``):
+    a recorded crash fails this replay instead of ending the run."""
     implementation = _resolve(implementation_name, request.config)
     case = case_from_entry(corpus_entry)
     description = f"{corpus_entry.get('description', '')}\ncase = {case!r}"
@@ -86,7 +90,7 @@ def test_replay(corpus_entry, implementation_name, request):
         if not getattr(implementation, "differentiable", True):
             pytest.skip(f"{implementation.name} is forward-only (differentiable=False)")
     try:
-        PROPERTIES[prop](implementation, case, corpus_entry)
+        check_isolated(replay_property, implementation, case, prop, corpus_entry)
     except AssertionError as failure:
         raise AssertionError(f"{failure}\n{description}") from None
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, boxes_with_negative_grid, note_reproduction, roi_align_cases
 from roialign_suite.properties.checks import check_backward_matches_reference, check_forward_matches_reference
 
-EDGE_KINDS = ["outside", "huge", "degenerate", "inverted", "tiny", "border", "boundary_sample", "level_threshold"]
+EDGE_KINDS = ["outside", "huge", "degenerate", "inverted", "tiny", "border", "boundary_sample", "band",
+              "level_threshold"]
 
 
 def _differentiable(implementation) -> bool:
@@ -25,6 +26,17 @@ def _differentiable(implementation) -> bool:
 def test_box_kind_behaves_like_the_reference(implementation, kind, data):
     """Boxes of one kind only, both conventions, forward and (if differentiable) backward."""
     case = data.draw(roi_align_cases(kinds=(kind,), min_boxes=1), label="case")
+    check_forward_matches_reference(implementation, case)
+    if _differentiable(implementation):
+        check_backward_matches_reference(implementation, case, grad_seed=case.seed)
+
+
+@given(case=roi_align_cases(kinds=("band",), sampling=(0, -1), min_boxes=1), data=st.data())
+def test_largest_adaptive_grid_behaves_like_the_reference(implementation, case, data):
+    """A box spanning the sampling band with one bin along an axis: the adaptive grid takes
+    ``size + 1`` samples per bin there, more than the map has rows (columns), every one counting."""
+    h, w = case.output_size
+    case = case.replace(output_size=data.draw(st.sampled_from([(1, w), (h, 1), (1, 1)]), label="output_size"))
     check_forward_matches_reference(implementation, case)
     if _differentiable(implementation):
         check_backward_matches_reference(implementation, case, grad_seed=case.seed)

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roialign_suite.properties.strategies import RoIAlignCase, roi_align_cases
-from roialign_suite.properties.checks import check_forward_matches_reference
+from roialign_suite.properties.strategies import roi_align_cases
+from roialign_suite.properties.checks import check_forward_matches_reference, outside_divergences
 from roialign_suite.properties import implementations as registry
 
 RUNTIME_NAMES = ["onnxruntime", "openvino"]
@@ -27,12 +27,6 @@ def runtime(name: str) -> registry.Implementation:
     if entry.unavailable:
         pytest.skip(f"{name}: {entry.unavailable}")
     return entry
-
-
-def outside_divergences(entry: registry.Implementation, case: RoIAlignCase) -> RoIAlignCase:
-    """``case`` less the boxes a documented divergence of ``entry`` concerns (its record's rules)."""
-    divergent = set(entry.divergent_boxes(case))
-    return case.replace(boxes=tuple(box for k, box in enumerate(case.boxes) if k not in divergent))
 
 
 def runtime_dtype_params():

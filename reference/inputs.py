@@ -5,7 +5,8 @@ Written from torchvision's documented contract for
 sampling_ratio=-1, aligned=False)``, and nothing else:
 
 - ``input``: ``Tensor[N, C, H, W]`` (here float16, bfloat16, float32 or
-  float64; ``N, H, W >= 1``).
+  float64); any of ``N, C, H, W`` may be 0 (PyTorch's empty tensors: what
+  the definition gives then is in ``reference.roi_align``).
 - ``boxes``: ``Tensor[K, 5]`` of rows ``(batch_index, x1, y1, x2, y2)``, or a
   list of per-image ``Tensor[L, 4]`` rows ``(x1, y1, x2, y2)`` (the i-th
   tensor's boxes belong to image i), of ``input``'s dtype and device.
@@ -64,15 +65,17 @@ def require_real(name: str, value, positive: bool) -> float:
 
 
 def check_features(input, dtypes: Sequence[torch.dtype] = REFERENCE_DTYPES, name: str = "input") -> Tensor:
-    """``input`` as given, after checking it is a ``[N, C, H, W]`` tensor of one of ``dtypes`` with N, H, W >= 1.
+    """``input`` as given, after checking it is a ``[N, C, H, W]`` tensor of one of ``dtypes``.
 
-    C = 0 is allowed (the output then has no channels either).
+    Any size may be 0: C = 0 gives no channels, H = 0 or W = 0 a map without
+    pixels (every bin 0), and N = 0 admits no box (a batch index must lie in
+    ``[0, N)``, checked with the boxes).
     """
     if not isinstance(input, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor [N, C, H, W], got {type(input).__name__}")
     shape = list(input.shape)
-    if len(shape) != 4 or 0 in (shape[0], shape[2], shape[3]):
-        raise ValueError(f"{name} must have shape [N, C, H, W] with N, H, W >= 1, got shape {shape}")
+    if len(shape) != 4:
+        raise ValueError(f"{name} must have shape [N, C, H, W], got shape {shape}")
     if input.dtype not in dtypes:
         raise TypeError(f"{name} dtype must be one of {', '.join(map(str, dtypes))}; got {input.dtype}")
     return input

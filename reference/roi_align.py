@@ -45,8 +45,11 @@ def bilinear_taps(y: float, x: float, height: int, width: int):
     a sample outside ``[-1, height] x [-1, width]`` contributes nothing
     (boundaries included: ``y == -1`` and ``y == height`` still count); one in
     ``[-1, 0]`` is clamped to 0; one at or past the last row/column is clamped
-    to it.
+    to it. A map without pixels (``height`` or ``width`` 0) has nothing to
+    read: no taps, so every bin of it is 0 and its gradient is empty.
     """
+    if height == 0 or width == 0:
+        return []
     if y < -1.0 or y > height or x < -1.0 or x > width:
         return []
     y = max(y, 0.0)
@@ -263,6 +266,9 @@ def roi_align(
 
     ``input`` float16, bfloat16, float32 or float64 ``[N, C, H, W]``; ``boxes``
     of its dtype and device (see :mod:`reference.inputs` for every check).
+    Zero sizes: K = 0 or C = 0 give an empty ``[K, C, h, w]``; H = 0 or W = 0
+    give zeros (no pixel to sample); N = 0 admits only K = 0. The gradient
+    always has the input's shape (zeros where no sample reads a pixel).
     Computes in float64 whatever the input dtype and returns ``[K, C, h, w]``
     in the input's dtype and device; differentiable with respect to ``input``.
     """

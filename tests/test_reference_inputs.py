@@ -92,9 +92,7 @@ def test_bad_boxes(boxes, error, message):
     "features, error, message",
     [
         ([[1.0]], TypeError, "input must be a torch.Tensor"),
-        (torch.zeros(3, 8, 8), ValueError, r"input must have shape \[N, C, H, W\] with N, H, W >= 1, got shape \[3, 8, 8\]"),
-        (torch.zeros(2, 3, 0, 8), ValueError, "N, H, W >= 1"),
-        (torch.zeros(0, 3, 8, 8), ValueError, "N, H, W >= 1"),
+        (torch.zeros(3, 8, 8), ValueError, r"input must have shape \[N, C, H, W\], got shape \[3, 8, 8\]"),
         (torch.zeros(2, 3, 8, 8, dtype=torch.int32), TypeError, "input dtype must be one of .*; got torch.int32"),
         (torch.zeros(2, 3, 8, 8, dtype=torch.complex64), TypeError, "input dtype"),
     ],
@@ -102,6 +100,28 @@ def test_bad_boxes(boxes, error, message):
 def test_bad_features(features, error, message):
     with pytest.raises(error, match=message):
         reference.roi_align(features, torch.zeros(0, 5), 2)
+
+
+@pytest.mark.parametrize("shape, rows", [
+    ((2, 3, 0, 8), 2), ((2, 3, 8, 0), 1), ((1, 2, 0, 0), 1),  # no pixels: zeros
+    ((2, 0, 8, 8), 2), ((2, 0, 0, 8), 1),  # no channels: [K, 0, h, w]
+    ((0, 3, 8, 8), 0), ((0, 0, 0, 0), 0), ((2, 3, 0, 8), 0),  # no image, or no box: [0, C, h, w]
+])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_zero_sizes_are_defined(shape, rows, sampling_ratio):
+    """Any of N, C, H, W, K may be 0: [K, C, h, w] zeros (a map without pixels has nothing to
+    sample), or empty; the gradient is zeros of the input's shape."""
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    boxes = torch.tensor([[k % max(shape[0], 1), -1.0, 0.5, 4.0, 3.0] for k in range(rows)], dtype=torch.float64)
+    out = reference.roi_align(x, boxes.reshape(-1, 5), (2, 3), 1.0, sampling_ratio, True)
+    assert out.shape == (rows, shape[1], 2, 3) and not bool(out.any())
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    assert grad.shape == x.shape and not bool(grad.any())
+
+
+def test_no_image_admits_no_box():
+    with pytest.raises(ValueError, match=r"boxes row 0 has batch index 0.0; it must be an integer in \[0, N\) = \[0, 0\)"):
+        reference.roi_align(torch.zeros(0, 3, 8, 8), torch.tensor([[0, 1.0, 1.0, 2.0, 2.0]]), 2)
 
 
 @pytest.mark.parametrize(
@@ -240,7 +260,9 @@ def test_pooler_errors_name_the_callers_row():
         (lambda f: f[:3] + [f[3].float()], ValueError, r"features\[3\] .* does not match features\[0\]"),
         (lambda f: f[:3] + [f[3][:1]], ValueError, r"features\[3\] .* does not match"),
         (lambda f: [f[0], f[0]] + f[2:], ValueError, r"features\[1\] has H, W = \[8, 10\] .* \(not a pyramid\)"),
-        (lambda f: f[:3] + [f[3][:, :, :0]], ValueError, r"features\[3\] must have shape"),
+        # A level without rows is a valid map, but not the previous level halved.
+        (lambda f: f[:3] + [f[3][:, :, :0]], ValueError, r"features\[3\] has H, W = \[0, 2\] .* \(not a pyramid\)"),
+        (lambda f: f[:3] + [f[3][..., 0]], ValueError, r"features\[3\] must have shape \[N, C, H, W\]"),
     ],
 )
 def test_pooler_bad_features(make, error, message):

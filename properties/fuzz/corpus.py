@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from roialign_suite.properties.checks import case_for
 from roialign_suite.properties.strategies import RoIAlignCase
-from roialign_suite.properties.replay import PROPERTIES, case_from_entry, check_still_diverges
+from roialign_suite.properties.replay import PROPERTIES, case_from_entry, check_still_diverges, entry_fields
 from roialign_suite.properties.tolerances import forward_oracle
 from roialign_suite.properties import implementations as registry
 
@@ -100,8 +100,6 @@ def entries_for(implementation, case: RoIAlignCase, violations: Iterable[Violati
         outcome = {"observed": _nested(case.run(implementation.roi_align))}
     except Exception as error:
         outcome = {"observed_exception": {"type": type(error).__name__, "message_contains": str(error)}}
-    features = ({"values": [list(v) for v in case.values]} if case.values is not None
-                else {"seed": case.seed, "shape": list(case.shape)})
     entries = []
     for violation in violations:
         entry = {
@@ -109,14 +107,7 @@ def entries_for(implementation, case: RoIAlignCase, violations: Iterable[Violati
                            f"({found_by.get('test', '?')}): {violation.property} fails.",
             "property": violation.property,
             "implementation": corpus_name(implementation),
-            "dtype": case.dtype,
-            "layout": case.layout,
-            "features": features.get("values", features),
-            "boxes": [list(b) for b in case.boxes],
-            "output_size": list(case.output_size),
-            "spatial_scale": case.spatial_scale,
-            "sampling_ratio": case.sampling_ratio,
-            "aligned": case.aligned,
+            **entry_fields(case),
         }
         if violation.grad_seed is not None:
             entry["grad_seed"] = violation.grad_seed
@@ -146,11 +137,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_")[:60]
 
 
-def write_case(entries: Sequence[dict], directory: Path, test_name: str, implementation_name: str) -> Path:
-    """Write ``entries`` as ``<test>-<implementation>-<hash>.json`` in ``directory`` (atomically;
-    the same case written twice gives the same file)."""
+def write_case(entries: Sequence[dict], directory: Path, test_name: str, implementation_name: str,
+               key: Optional[str] = None) -> Path:
+    """Write ``entries`` as ``<test>-<implementation>-<key>.json`` in ``directory`` (atomically);
+    ``key`` defaults to :func:`case_key`, so the same case written twice gives the same file."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{_slug(test_name.removeprefix('test_'))}-{_slug(implementation_name)}-{case_key(entries)}"
+    stem = f"{_slug(test_name.removeprefix('test_'))}-{_slug(implementation_name)}-{key or case_key(entries)}"
     path = directory / f"{stem}.json"
     temporary = directory / f".{stem}.{os.getpid()}.tmp"
     temporary.write_text(format_entries(entries))

@@ -1,4 +1,4 @@
-"""A deliberately broken RoIAlign, to show the fuzzer finding an edge-case bug.
+"""Deliberately broken RoIAligns: an edge-case bug for the fuzzer, and a crash for the crash isolation.
 
 ``roi_align`` is our kernel (``impl.roi_align``) except that every output bin
 with a sample lying exactly on the last feature row (``y == H - 1`` in
@@ -10,6 +10,8 @@ put a sample on that line show it; everything else is exact. Used by
     python -m roialign_suite.properties.fuzz --target roialign_suite.properties.fuzz.planted:roi_align --minutes 2
 """
 from __future__ import annotations
+
+import ctypes
 
 import torch
 from torch import Tensor
@@ -39,3 +41,17 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float 
     hit = bins_with_a_sample_on_the_last_row(rois, input.shape[2], output_size_pair(output_size), spatial_scale,
                                              sampling_ratio, aligned)
     return out.masked_fill(hit, 0.0)
+
+
+def crashing_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
+                       sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+    """``impl.roi_align``, except that a box on a map without pixels (H = 0 or W = 0) kills the
+    process with SIGSEGV (it reads address 0), as torchvision's CPU kernel does. Used by
+    ``tests/test_operator_contract.py``::
+
+        python -m pytest -p roialign_suite.plugin properties/test_operator_contract.py \\
+            --roialign-target=roialign_suite.properties.fuzz.planted:crashing_roi_align
+    """
+    if (input.shape[2] == 0 or input.shape[3] == 0) and rois_from_boxes(boxes, input).shape[0] > 0:
+        ctypes.string_at(0)
+    return impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)

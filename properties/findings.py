@@ -1,0 +1,88 @@
+"""A crashing (or hanging) kernel is a finding: reported with its input, written to the corpus, and the run goes on.
+
+:func:`check_isolated` runs a check of one implementation on one case, in a
+child process where :func:`isolation.needs_isolation` says so. When the
+child dies, the case is written as a corpus entry (format:
+``properties/corpus/README.md``; ``observed_crash: {"signal": "SIGSEGV"}`` or
+``observed_timeout_s``) and the check fails with :class:`isolation.Crash`
+naming the implementation, the input and the file; the other tests run on.
+
+Where: :func:`findings_dir`: the run's ``--roialign-corpus`` folder when one
+is given (so the next run with it replays the finding), else
+``roialign-findings/`` under the working directory. Never the shipped
+corpus: an installed suite may not be able to write it, and what is pinned
+there is curated (move a finding to ``properties/corpus/`` to pin it, or to
+``known_divergences/`` with a ``known_divergence`` to accept it).
+
+The file is named after the test and the implementation, and each death
+overwrites it: Hypothesis shrinks a failure and reruns the minimal example
+last, so the file ends holding that one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from roialign_suite import paths
+from roialign_suite.properties import isolation
+from roialign_suite.properties.fuzz.corpus import corpus_name, write_case
+from roialign_suite.properties.replay import entry_fields
+from roialign_suite.properties.strategies import RoIAlignCase
+from roialign_suite.properties.tolerances import forward_oracle
+
+FINDINGS_FOLDER = "roialign-findings"
+
+
+def findings_dir(config=None) -> Path:
+    """Where a run writes its findings: ``--roialign-corpus`` if given, else ``./roialign-findings``."""
+    chosen = config.getoption("roialign_corpus") if config is not None else None
+    return Path(chosen) if chosen else paths.work_dir() / FINDINGS_FOLDER
+
+
+def findings_for(request) -> "Findings":
+    """The :class:`Findings` of the test of pytest's ``request`` (taken as an argument rather than
+    a fixture of our own: Hypothesis refuses function-scoped fixtures in a ``@given`` test)."""
+    return Findings(findings_dir(request.config), request.node.name)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Where one test writes what it finds (``directory``), and the test's name (``test``)."""
+
+    directory: Path
+    test: str
+
+    def record_death(self, implementation, case: RoIAlignCase, outcome: isolation.Outcome, replayed: str) -> Path:
+        """Write ``case`` as a corpus entry: ``implementation`` died (``outcome``) in the corpus
+        property ``replayed``; ``expected`` is the reference's output."""
+        entry = {
+            "description": f"Found by the suite's crash isolation: {implementation.name} {outcome.describe()} "
+                           f"({self.test}).",
+            "property": replayed,
+            "implementation": corpus_name(implementation),
+            **entry_fields(case),
+        }
+        entry["expected"] = forward_oracle(case).value.tolist()
+        entry.update(outcome.observed())
+        entry["found_by"] = {"test": self.test, "implementation": implementation.name}
+        test_function = self.test.split("[")[0].removeprefix("test_")  # the implementation is named on its own
+        return write_case([entry], self.directory, f"crash-{test_function}", implementation.name, key="latest")
+
+
+def check_isolated(check: Callable, implementation, case: RoIAlignCase, *args, findings: Optional[Findings] = None,
+                   replayed: str = "forward_matches_reference", isolate: bool = False) -> None:
+    """``check(implementation, case, *args)``, in a child process if ``isolate`` or
+    :func:`isolation.needs_isolation`; what it raises is re-raised here. If the child dies,
+    :class:`isolation.Crash` names the case, and the corpus entry written to ``findings``
+    (replaying the corpus property ``replayed``)."""
+    if not (isolate or isolation.needs_isolation(implementation, case)):
+        check(implementation, case, *args)
+        return
+    outcome = isolation.run_isolated(check, implementation, case, *args, device=implementation.device)
+    if not outcome.died:
+        outcome.result()
+        return
+    written = "" if findings is None else (
+        f"; corpus entry written to {findings.record_death(implementation, case, outcome, replayed)}")
+    raise isolation.Crash(f"{implementation.name} {outcome.describe()} on case = {case!r}{written}")
