@@ -150,11 +150,18 @@ def test_torchvision_passes_from_the_users_directory(installed, user_project):
     """``pytest --pyargs roialign_suite.properties`` against torchvision's kernel: the properties and the
     shipped corpus run and pass."""
     python, _, env = installed
+    # torchvision's kernel segfaults on a box over an empty map (H or W = 0): the suite finds it
+    # (isolated, so the run goes on), and this author lists it, as docs/ci-recipe.md shows.
+    xfails = user_project / "roialign-xfails.txt"
+    xfails.write_text("test_corpus.py::test_replay[zero_sizes.json*-target:torchvision.ops:roi_align]  # segfaults on empty maps\n")
     done, report = check(python, env, user_project, "--roialign-target=torchvision.ops:roi_align",
-                         "--roialign-max-examples=5", "-k", "differential or corpus or metamorphic")
+                         f"--roialign-xfails={xfails}", "--roialign-max-examples=5",
+                         "-k", "differential or corpus or metamorphic")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     ran = {t["property"] for t in report["tests"] if t["outcome"] == "passed"}
     assert {"test_forward_matches_reference", "test_replay", "test_linear_in_the_features"} <= ran, ran
+    crashed = [t for t in report["tests"] if t["outcome"] == "xfailed" and "zero_sizes" in t["nodeid"]]
+    assert crashed, "the empty-map crash was not found"
 
 
 def test_onnxruntime_passes_with_its_expected_failures(installed, user_project):
