@@ -77,9 +77,10 @@ An example::
     reproduce_failure str or null: Hypothesis's "@reproduce_failure(VERSION, BLOB)" decorator
     code              str or null: a stand-alone Python script that raises this failure again:
                       kind "call" calls the property's body on the minimal example's arguments
-                      (readable: the RoIAlignCase is spelled out); kind "reproduce_failure"
-                      replays Hypothesis's blob (same Hypothesis version and suite needed), for
-                      properties whose arguments are not plain values (st.data() draws)
+                      (readable: the RoIAlignCase is spelled out; what an st.data() argument
+                      drew is passed as ``Draws([...])``); kind "reproduce_failure" replays
+                      Hypothesis's blob (same Hypothesis version and suite needed), for
+                      properties whose arguments or draws are not plain values
     code_kind         "call" | "reproduce_failure" | null
 
 The minimal example's arguments come from the test itself: for the duration
@@ -142,9 +143,47 @@ class Worst:
             self.value, self.label = value, label
 
 
+class Draws:
+    """Stands in for a property's ``st.data()`` argument: ``draw`` returns the recorded values in turn.
+
+    A reported minimal example of a property that draws as it runs calls the property's body
+    with ``data=Draws([...])``, the values spelled out.
+    """
+
+    def __init__(self, values):
+        self.values = list(values)
+        self._taken = 0
+
+    def draw(self, strategy=None, label=None):
+        if self._taken == len(self.values):
+            raise LookupError(f"the property drew more than the {len(self.values)} recorded values")
+        self._taken += 1
+        return self.values[self._taken - 1]
+
+    def __repr__(self) -> str:
+        return f"Draws({self.values!r})"
+
+
+class _RecordingData:
+    """Hypothesis's ``data`` object, remembering what each ``draw`` returned."""
+
+    def __init__(self, data):
+        self._data = data
+        self.values: List[Any] = []
+
+    def draw(self, strategy, label=None):
+        value = self._data.draw(strategy, label=label)
+        self.values.append(value)
+        return value
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
 class FailingCalls:
     """While active, wraps ``test.hypothesis.inner_test`` to remember ``(exception, arguments)`` of the
-    calls that raised (the last few: the final replays of the minimal examples come last)."""
+    calls that raised (the last few: the final replays of the minimal examples come last); an
+    ``st.data()`` argument is remembered as the ``Draws`` it made."""
 
     KEEP = 64
 
@@ -166,8 +205,12 @@ class FailingCalls:
         except (TypeError, ValueError):
             signature = None
 
+        from hypothesis.strategies import DataObject
+
         @functools.wraps(original)
         def remembering(*args, **kwargs):
+            kwargs = {name: _RecordingData(value) if isinstance(value, DataObject) else value
+                      for name, value in kwargs.items()}
             try:
                 return original(*args, **kwargs)
             except BaseException as error:
@@ -175,6 +218,8 @@ class FailingCalls:
                     arguments = dict(signature.bind(*args, **kwargs).arguments) if signature else dict(kwargs)
                 except TypeError:
                     arguments = dict(kwargs)
+                arguments = {name: Draws(value.values) if isinstance(value, _RecordingData) else value
+                             for name, value in arguments.items()}
                 self.calls.append((error, arguments))
                 del self.calls[:-self.KEEP]
                 raise
@@ -226,6 +271,12 @@ def expression(value, imports: List[str]) -> Optional[str]:
     if implementation is not None:
         imports.append("from roialign_suite.properties import implementations as registry")
         return implementation
+    if isinstance(value, Draws):
+        drawn = [expression(v, imports) for v in value.values]
+        if any(source is None for source in drawn):
+            return None
+        imports.append("from roialign_suite.properties.report import Draws")
+        return f"Draws([{', '.join(drawn)}])"
     text = repr(value)
     namespace: Dict[str, Any] = {"inf": math.inf, "nan": math.nan}
     needed = []
