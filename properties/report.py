@@ -314,18 +314,26 @@ def _script(header: List[str], imports: List[str], body: List[str]) -> str:
     return "\n".join(header + unique + [""] + body) + "\n"
 
 
-def call_code(item, arguments: Dict[str, Any], hypothesis_test: bool, error: str) -> Optional[str]:
-    """A script calling the property's body (``test.hypothesis.inner_test`` for a Hypothesis test) on
-    ``arguments``; None when an argument cannot be written as code."""
-    module = "roialign_suite.properties." + Path(str(item.path)).stem
-    function = item_property(item)
-    imports: List[str] = []
+def keyword_lines(arguments: Dict[str, Any], imports: List[str]) -> Optional[List[str]]:
+    """``    name=<source>,`` per argument (imports appended), or None when one cannot be written as code."""
     lines = []
     for name, value in arguments.items():
         source = expression(value, imports)
         if source is None:
             return None
         lines.append(f"    {name}={source},")
+    return lines
+
+
+def call_code(item, arguments: Dict[str, Any], hypothesis_test: bool, error: str) -> Optional[str]:
+    """A script calling the property's body (``test.hypothesis.inner_test`` for a Hypothesis test) on
+    ``arguments``; None when an argument cannot be written as code."""
+    module = "roialign_suite.properties." + Path(str(item.path)).stem
+    function = item_property(item)
+    imports: List[str] = []
+    lines = keyword_lines(arguments, imports)
+    if lines is None:
+        return None
     imports.append(f"from {module} import {function}")
     call = f"{function}.hypothesis.inner_test(" if hypothesis_test else f"{function}("
     header = [f"# Reproduces {item_test_id(item)}: the minimal example that fails.",
@@ -342,12 +350,9 @@ def reproduce_failure_code(item, decorator: str, funcargs: Dict[str, Any], profi
     module = "roialign_suite.properties." + Path(str(item.path)).stem
     function = item_property(item)
     imports = ["from hypothesis import reproduce_failure", "from roialign_suite.properties import profiles"]
-    lines = []
-    for name, value in funcargs.items():
-        source = expression(value, imports)
-        if source is None:
-            return None
-        lines.append(f"    {name}={source},")
+    lines = keyword_lines(funcargs, imports)
+    if lines is None:
+        return None
     import hypothesis
 
     header = [f"# Reproduces {item_test_id(item)}: replays Hypothesis's minimal example",

@@ -213,7 +213,7 @@ def test_pooler_equals_the_reference_pooler(case, grad_seed):
 
 
 class PerLevelPooler(Pooler):
-    """Our pooler driven level by level: any swapped-in roi_align takes this path (as ``--roi-align`` kernels do)."""
+    """Our pooler driven level by level: any swapped-in roi_align takes this path (as ``--roialign-target`` kernels do)."""
 
     @staticmethod
     def roi_align(*args):
