@@ -111,8 +111,13 @@ def check_output_contract(implementation, case: RoIAlignCase, dtype: torch.dtype
     assert out.is_contiguous(), f"output strides {out.stride()} are not contiguous (torchvision's output is)"
     if zero:
         defined = reference.roi_align(features.detach().cpu().double(), rois.cpu().double(), *case.params())
-        assert torch.equal(out.detach().cpu().double(), defined), (
-            f"with {zero} the definition gives {defined.flatten().tolist()}, got {out.detach().flatten().tolist()}")
+        # Rows a recorded divergence concerns (the ONNX runtimes' unwritten buffer on an empty map)
+        # are that divergence's to show (its corpus cases), not a breach of the contract.
+        divergent = set(implementation.divergent_boxes(case))
+        rows = [k for k in range(case.num_boxes) if k not in divergent]
+        got = out.detach().cpu().double()[rows]
+        assert torch.equal(got, defined[rows]), (
+            f"with {zero} the definition gives {defined[rows].flatten().tolist()}, got {got.flatten().tolist()}")
     if not implementation.differentiable:
         return
     assert out.requires_grad, f"{implementation.name}'s record says differentiable, but its output has no gradient"

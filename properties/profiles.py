@@ -11,6 +11,9 @@ Choice, first match wins: ``--roialign-profile NAME``, env ``ROIALIGN_PROFILE``,
 ``--roialign-max-examples`` and ``--roialign-seed`` derive a profile from the
 chosen one (a seed turns derandomization off: the run is random but
 reproducible from that seed).
+
+A derandomized profile also keeps Hypothesis from drawing constants found in
+the modules that happen to be imported (``ignore_imported_constants``).
 """
 from __future__ import annotations
 
@@ -66,4 +69,30 @@ def load(requested: Optional[str] = None, max_examples: Optional[int] = None, se
         settings.register_profile(derived, parent=settings.get_profile(name), **changes)
         name = derived
     settings.load_profile(name)
+    if settings.get_profile(name).derandomize:
+        ignore_imported_constants()
     return name
+
+
+def ignore_imported_constants() -> None:
+    """Draw without the literals Hypothesis (6.131+) collects from every imported module outside
+    site-packages.
+
+    Those depend on what is imported: one test module or the whole tree, a checkout or an
+    installed suite, the user's own package in editable mode. A derandomized run then draws
+    different examples depending on how it was invoked, and a failure in CI need not show
+    when that one test is run again (nor an expected-failures file stay valid). Hypothesis's
+    own constants (edges of each type, NaN, infinities) stay. Internal API: where it is
+    missing there is nothing to ignore.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:
+        return
+    if not (hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants")):
+        return
+    none = providers.Constants()
+    providers._get_local_constants = lambda: none
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if cache is not None and hasattr(cache, "cache"):
+        cache.cache.clear()

@@ -776,7 +776,7 @@ def markdown(document: dict) -> str:
     failures = [r for r in records if r["outcome"] == "failed"]
     lines += ["", "## Failures", ""]
     if not failures:
-        lines.append("None.")
+        lines += ["None.", ""]
     for record in failures:
         failure = record["failure"] or {"message": "", "examples": []}
         lines += [f"### `{record['test_id']}`", ""]

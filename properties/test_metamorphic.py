@@ -17,6 +17,8 @@ draws are discarded.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
@@ -280,10 +282,17 @@ def squared(case: RoIAlignCase) -> RoIAlignCase:
     return case.replace(output_size=(side, side), boxes=boxes)
 
 
+def finite_boxes(case: RoIAlignCase) -> bool:
+    return all(math.isfinite(v) for box in case.boxes for v in box)
+
+
 @given(data=st.data())
 def test_adaptive_sampling_equals_the_explicit_ceil_grid(implementation, data):
     """Adaptive sampling of a RoI equals ``sampling_ratio = ceil(roi_size / output_size)``, bitwise."""
-    case = data.draw(cases_for(implementation, sampling=(0, -1), min_boxes=1).map(squared), label="case")
+    # Squaring widens a box to its height: past a half's range (float16 ends at 65504) the
+    # new corner is infinite, bad input rather than an adaptive grid.
+    case = data.draw(cases_for(implementation, sampling=(0, -1), min_boxes=1).map(squared).filter(finite_boxes),
+                     label="case")
     assume(check_adaptive_equals_explicit_grid(implementation, case) > 0)
 
 

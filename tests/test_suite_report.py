@@ -463,3 +463,35 @@ properties/tolerances.py:232: AssertionError"""
     assert example["reproduction"] == ["# reproduction (run from the repository root)\n"
                                        "case = RoIAlignCase(shape=(1,), boxes=((0, 0.0, 0.0, 4.0, 4.0),))\nprint(case)\n"]
     assert example["reproduce_failure"] == "@reproduce_failure('6.1.0', b'AXic')"
+
+
+CONSTANTS = "ODD_NUMBERS = (1234567, 7654321, 2222223, 9999991, 1234.5678, 8765.4321, 2222.2223, 9999.9991)\n"
+DRAWING = """
+import os, sys
+from hypothesis import given, strategies as st
+if os.environ.get("IMPORT_CONSTANTS"):
+    import constants_here  # a module of the user's, full of literals
+
+@given(st.floats(-1e7, 1e7), st.integers(0, 10**7))
+def test_draws(x, n):
+    print("drew", x, n)
+"""
+
+
+def test_derandomized_draws_do_not_depend_on_what_is_imported(tmp_path):
+    """Hypothesis draws literals found in imported local modules; under the ci profile it must not,
+    or a run draws differently depending on which modules happen to be loaded (profiles.ignore_imported_constants)."""
+    (tmp_path / "constants_here.py").write_text(CONSTANTS)
+    (tmp_path / "test_drawing.py").write_text(DRAWING)
+
+    def draws(**env) -> list:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "roialign_suite.plugin", "-p", "no:cacheprovider", "-s", "-q",
+             "--roialign-profile=ci", "--roialign-max-examples=200", "test_drawing.py"],
+            cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return [line for line in done.stdout.splitlines() if line.startswith("drew ")]
+
+    without, with_constants = draws(), draws(IMPORT_CONSTANTS="1")
+    assert len(without) == 200
+    assert with_constants == without
