@@ -75,7 +75,7 @@ def installed(tmp_path_factory):
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root).stdout.strip())
     (site / "borrowed_dependencies.pth").write_text(str(borrowed_dependencies(root / "dependencies")) + "\n")
     # tbb's library lies outside site-packages: install its wheels for real (small), so it loads as for a user.
-    packages = [wheel] + [f"{name}=={version(name)}" for name in ("tbb", "tcmlib") if installed_version(name)]
+    packages = [wheel] + [f"{name}=={v}" for name in ("tbb", "tcmlib") if (v := installed_version(name))]
     done = run([python, "-m", "pip", "install", "--no-deps", *packages], cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}

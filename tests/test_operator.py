@@ -9,22 +9,18 @@ float16/bfloat16 dtypes. Compilation and export: ``test_operator_compile.py``;
 zero sizes: ``test_operator_zero_sizes.py``.
 """
 import contextlib
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from fresh_process import run_python
 from roialign_suite import impl
 from roialign_suite.impl.roi_align import multilevel_roi_align
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
 
 OPS = torch.ops.roialign_suite
-ROOT = Path(__file__).resolve().parents[1]
 OPCHECK_TESTS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 
 
@@ -334,16 +330,7 @@ def test_traced_module_saved_and_loaded_in_fresh_process(tmp_path):
         assert torch.equal(out, case["expected"]), "rerun differs"
         print("ok")
     """)
-    assert _run_python(script).stdout.strip().endswith("ok")
-
-
-def _run_python(script, timeout=300):
-    """Runs ``script`` in a fresh interpreter on this checkout; fails the test on a non-zero exit."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    assert run_python(script).stdout.strip().endswith("ok")
 
 
 class _ConvThenPool(torch.nn.Module):

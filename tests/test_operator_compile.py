@@ -14,21 +14,17 @@ count changes); only the pooler, extractor and mapper graphs hold C++
 kernels. With a cold Inductor cache on 2 cores the file takes about a
 minute, a third of it the process's first C++ build and the fresh process.
 """
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 from torch.export import Dim
 
+from fresh_process import run_python
 from roialign_suite import impl
 from roialign_suite.impl.roi_align import multilevel_roi_align
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
 
-ROOT = Path(__file__).resolve().parents[1]
 OPS = torch.ops.roialign_suite
 CHANNELS = 4
 # P2-P5 of a 512 x 640 image; box sides 20-500 pixels spread the RoIs over all four levels.
@@ -169,16 +165,10 @@ def test_compiled_dynamic_forward_and_backward_equal_eager(name):
                 assert ((got - want).abs() <= bound).all()
 
 
-def _run_python(script, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def test_compile_as_the_first_call_in_a_fresh_process():
     """A process whose first call of our kernels is a compiled one (the old bug: Dynamo traced into
     Numba's dispatcher): forward and backward run, bitwise eager."""
-    done = _run_python(textwrap.dedent("""
+    done = run_python(textwrap.dedent("""
         import torch
         from roialign_suite import impl
         fn = lambda x, rois: impl.roi_align(x, rois, (3, 2), 0.5, 0, True)

@@ -6,7 +6,7 @@ sample reads nothing); the gradient is zeros of the input's shape. A batch
 index must lie in ``[0, N)``, so N = 0 admits only K = 0 (N = 0 with K > 0:
 ``ValueError`` naming row 0, ``test_operator_compile.py``).
 
-torchvision 0.29.1 on the CPU (probed in a child process, one fork per case,
+torchvision 0.29.1 on the CPU (probed with ``properties.isolation``, one child process per case,
 both layouts alike; ``h, w = 2, 3``; K > 0 means 3 RoIs on images 0 and 1):
 
 =========================  =================================  ===============================
@@ -25,16 +25,14 @@ N = C = H = W = K = 0      [0, 0, h, w], gradient zeros       the same
 N = 0, K > 0               crash: SIGSEGV                     ValueError: boxes row 0 ... [0, 0)
 =========================  =================================  ===============================
 """
-import json
-import os
-import subprocess
-import sys
-import textwrap
+import resource
 
 import pytest
 import torch
+import torchvision
 
 from roialign_suite import impl
+from roialign_suite.properties import isolation
 
 OPS = torch.ops.roialign_suite
 OUTPUT = (2, 3)
@@ -117,50 +115,32 @@ def test_level_without_pixels_pools_zeros():
         assert torch.equal(grads[level], expected) and grads[level].stride() == pyramid[level].stride()
 
 
-# A child process imports torchvision once, then forks one grandchild per case, since some crash.
-_PROBE = textwrap.dedent("""
-    import json, os, resource, signal, sys
-    import torch, torchvision
-    results = {}
-    for name, shape, k, layout, rois in json.loads(sys.argv[1]):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            os.close(read)
-            torch.set_num_threads(1)
-            x = torch.randn(shape, dtype=torch.float64)
-            if layout == "channels_last":
-                x = x.contiguous(memory_format=torch.channels_last)
-            x.requires_grad_()
-            try:
-                out = torchvision.ops.roi_align(x, torch.tensor(rois, dtype=torch.float64).reshape(k, 5), (2, 3),
-                                                1.0, 2, True)
-                (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
-                found = {"status": "result", "out": list(out.shape), "out_nonzero": int(out.count_nonzero()),
-                         "grad": list(grad.shape), "grad_nonzero": int(grad.count_nonzero())}
-            except Exception as error:
-                found = {"status": type(error).__name__ + ": " + str(error).splitlines()[0]}
-            os.write(write, json.dumps(found).encode())
-            os._exit(0)
-        os.close(write)
-        with os.fdopen(read) as pipe:
-            text = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status):
-            results[name + "/" + layout] = {"status": signal.Signals(os.WTERMSIG(status)).name}
-        else:
-            results[name + "/" + layout] = json.loads(text)
-    print(json.dumps(results))
-""")
+def _torchvision_on(shape, k, layout, rois) -> dict:
+    """torchvision's output and gradient on one case: shapes and non-zero counts (run isolated: some crash)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core file
+    x = torch.randn(shape, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out = torchvision.ops.roi_align(x, torch.tensor(rois, dtype=torch.float64).reshape(k, 5), OUTPUT, 1.0, 2, True)
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    return {"status": "result", "out": list(out.shape), "out_nonzero": int(out.count_nonzero()),
+            "grad": list(grad.shape), "grad_nonzero": int(grad.count_nonzero())}
 
 
 def _probe_torchvision(cases):
-    """torchvision's behaviour per ``(name, shape, K, layout)``, each in its own forked process."""
-    done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(cases)], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    """torchvision's behaviour per ``(name, shape, K, layout)``, each in its own child process."""
+    found = {}
+    for name, shape, k, layout, rois in cases:
+        outcome = isolation.run_isolated(_torchvision_on, shape, k, layout, rois)
+        if outcome.kind == isolation.RETURNED:
+            status = outcome.value
+        elif outcome.kind == isolation.RAISED:
+            status = {"status": f"{type(outcome.error).__name__}: {str(outcome.error).splitlines()[0]}"}
+        else:
+            status = {"status": outcome.signal or outcome.describe()}
+        found[f"{name}/{layout}"] = status
+    return found
 
 
 def test_torchvision_on_zero_sizes_is_as_recorded():
