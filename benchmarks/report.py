@@ -64,9 +64,10 @@ def _run_label(document: Dict) -> str:
 
 
 def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figures.Row]:
-    rows = figures.summary_rows(figures.throughput_results(records))
+    throughput = figures.throughput_results(records)
+    rows = figures.summary_rows(throughput)
     models = figures.model_rows(figures.model_results(records))
-    pairs = figures.pair_rows(figures.throughput_results(records))
+    pairs = figures.pair_rows(throughput)
     jit = figures.jit_records(records)
     machine = document.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw", "unknown CPU")

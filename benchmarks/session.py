@@ -65,7 +65,8 @@ def pytest_generate_tests(metafunc):
         return
     config = metafunc.config
     if "case" in metafunc.fixturenames:
-        cases = [(w, c) for w in selected_workloads(config) for c in selected_candidates(config)]
+        chosen = selected_candidates(config)
+        cases = [(w, c) for w in selected_workloads(config) for c in chosen]
         metafunc.parametrize("case", cases, ids=[f"{w.name}-{c.name}" for w, c in cases])
     if "model_case" in metafunc.fixturenames:
         cases = selected_model_cases(config)
@@ -115,7 +116,8 @@ def pytest_sessionfinish(session):
 
 def pytest_terminal_summary(terminalreporter, config):
     records = _records(config)
-    rows = figures.summary_rows(figures.throughput_results(records))
+    throughput = figures.throughput_results(records)
+    rows = figures.summary_rows(throughput)
     if rows:
         terminalreporter.write_sep("=", "RoIAlign throughput (median; speedup measured in this run)")
         terminalreporter.write_line(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))
@@ -123,7 +125,7 @@ def pytest_terminal_summary(terminalreporter, config):
     if models:
         terminalreporter.write_sep("=", "Mask R-CNN with each MultiScaleRoIAlign (median; share of the step in RoI pooling)")
         terminalreporter.write_line(figures.text_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]))
-    pairs = figures.pair_rows(figures.throughput_results(records))
+    pairs = figures.pair_rows(throughput)
     if pairs:
         terminalreporter.write_sep("=", "dtype pairs: speedup over the same workload in float32 (same run)")
         terminalreporter.write_line(figures.text_table(figures.PAIR_HEADER, [figures.pair_cells(p) for p in pairs]))

@@ -125,13 +125,10 @@ def dtype_pair(name: str, dtype: str = "bfloat16", target_speedup: Optional[floa
     """``name-channels-last-float32-{fwd,fwdbwd}`` and the same in ``dtype``, compared with it;
     ``target_speedup`` (float32 median / ``dtype`` median) applies to the forward."""
     workloads = []
-    for backward in (False, True):
-        direction = "fwdbwd" if backward else "fwd"
-        shared = dict(fields, backward=backward, channels_last=True, box_dtype=dtype)
-        baseline = Workload(f"{name}-channels-last-float32-{direction}", **shared)
-        workloads += [baseline, Workload(
-            f"{name}-channels-last-{dtype}-{direction}", dtype=dtype, compared_with=baseline.name,
-            target_speedup=None if backward else target_speedup, **shared,
+    for baseline in _both_directions(f"{name}-channels-last-float32", channels_last=True, box_dtype=dtype, **fields):
+        workloads += [baseline, replace(
+            baseline, name=f"{name}-channels-last-{dtype}-{baseline.direction}", dtype=dtype,
+            compared_with=baseline.name, target_speedup=None if baseline.backward else target_speedup,
         )]
     return workloads
 

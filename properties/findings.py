@@ -71,12 +71,12 @@ class Findings:
 
 
 def check_isolated(check: Callable, implementation, case: RoIAlignCase, *args, findings: Optional[Findings] = None,
-                   replayed: str = "forward_matches_reference", isolate: bool = False) -> None:
-    """``check(implementation, case, *args)``, in a child process if ``isolate`` or
+                   replayed: str = "forward_matches_reference") -> None:
+    """``check(implementation, case, *args)``, in a child process where
     :func:`isolation.needs_isolation`; what it raises is re-raised here. If the child dies,
     :class:`isolation.Crash` names the case, and the corpus entry written to ``findings``
     (replaying the corpus property ``replayed``)."""
-    if not (isolate or isolation.needs_isolation(implementation, case)):
+    if not isolation.needs_isolation(implementation, case):
         check(implementation, case, *args)
         return
     outcome = isolation.run_isolated(check, implementation, case, *args, device=implementation.device)

@@ -259,6 +259,11 @@ class Implementation:
         """Rows of ``case`` any of its documented box divergences concerns."""
         return [k for k, g in enumerate(case.geometries()) if any(d.concerns_box(case, g) for d in self.divergences)]
 
+    def rows_outside_divergences(self, case) -> List[int]:
+        """Rows of ``case`` none of its documented box divergences concerns."""
+        divergent = set(self.divergent_boxes(case))
+        return [k for k in range(case.num_boxes) if k not in divergent]
+
     def diverges_on(self, case) -> List[Divergence]:
         """Its case-wide divergences that concern ``case``."""
         return [d for d in self.divergences if d.concerns_case(case)]

@@ -8,8 +8,8 @@ returned or raised (sent back pickled through a pipe), or that the child died
 
 Which calls: :func:`needs_isolation`: a third-party kernel (not ``ours``: our
 kernel must never crash, and runs in-process) on a case with a zero size (N,
-C, H, W or K = 0), the shapes that have crashed kernels; a check may also ask
-for it (the integer-dtype refusal).
+C, H, W or K = 0), the shapes that have crashed kernels; a test may also call
+:func:`run_isolated` itself (the integer-dtype refusal).
 
 How the child starts:
 
@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
+
+from roialign_suite.properties.strategies import zero_sizes
 
 # Seconds an isolated call may take. A forked child does small work in well
 # under a second; a spawned one first imports torch and the suite (~10 s).
@@ -157,11 +159,6 @@ def run_isolated(fn: Callable, *args, device: str = "cpu", timeout: float = DEFA
     return Outcome(CRASHED, exit_status=code)
 
 
-def has_zero_size(case) -> bool:
-    """Whether one of the case's N, C, H, W or its box count K is 0."""
-    return 0 in tuple(case.shape) or not case.boxes
-
-
 def needs_isolation(implementation, case) -> bool:
     """Third-party kernels run zero-size cases in a child; ours runs everything in-process."""
-    return not implementation.ours and has_zero_size(case)
+    return not implementation.ours and bool(zero_sizes(case))

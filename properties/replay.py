@@ -50,6 +50,8 @@ PROPERTIES = {
 PROPERTIES["float64_matches_reference"] = PROPERTIES["float32_matches_reference"] = PROPERTIES[
     "forward_matches_reference"
 ]
+# The corpus properties that run the backward too.
+GRADIENT_PROPERTIES = ("backward_matches_reference", "adjoint_identity")
 
 Entry = Tuple[str, dict]
 
@@ -135,8 +137,7 @@ def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> Non
     than ``tolerance.diverges_by_more_than`` (default that bound) from ``expected``."""
     if entry.get("observed_crash") or entry.get("observed_timeout_s"):
         timeout = float(entry.get("observed_timeout_s") or isolation.DEFAULT_TIMEOUT_S)
-        backward = entry.get("property", "forward_matches_reference") in ("backward_matches_reference",
-                                                                            "adjoint_identity")
+        backward = entry.get("property", "forward_matches_reference") in GRADIENT_PROPERTIES
         outcome = isolation.run_isolated(call_raw, implementation, case, backward, device=implementation.device,
                                          timeout=timeout)
         recorded = {key: entry[key] for key in ("observed_crash", "observed_timeout_s") if entry.get(key)}

@@ -251,14 +251,9 @@ def _implementation_expression(value) -> Optional[str]:
     from roialign_suite.properties import implementations as registry
 
     name = getattr(value, "name", None)
-    if not isinstance(value, registry.Implementation) or not isinstance(name, str):
+    if not isinstance(value, registry.Implementation) or not isinstance(name, str) or not registry.resolvable(name):
         return None
-    if name in registry.by_name():
-        return f"registry.by_name()[{name!r}]"
-    if name.startswith("target:"):
-        spec, _, device = name[len("target:"):].partition("@")
-        return f"registry.target({spec!r})" if not device else f"registry.target({spec!r}, {device!r})"
-    return None
+    return f"registry.resolve({name!r})"
 
 
 _PLAIN = (str, int, float, bool, type(None), tuple, list, dict, bytes, complex)
@@ -388,9 +383,13 @@ def _pytest_arguments(item) -> Optional[Dict[str, Any]]:
     return {n: funcargs[n] for n in names if n in funcargs}
 
 
+def _empty_example() -> dict:
+    return {"falsifying_example": None, "reproduction": [], "notes": [], "reproduce_failure": None}
+
+
 def split_notes(notes: List[str]) -> dict:
     """Hypothesis's and the property's notes, sorted into the example's fields."""
-    example = {"falsifying_example": None, "reproduction": [], "notes": [], "reproduce_failure": None}
+    example = _empty_example()
     for note in notes:
         text = str(note)
         found = _REPRODUCE_FAILURE.search(text)
@@ -423,7 +422,7 @@ def examples_from_text(text: str) -> List[dict]:
     while i < len(lines):
         line = lines[i].strip()
         if line.startswith(FAILING_PREFIXES):
-            examples.append({"falsifying_example": None, "reproduction": [], "notes": [], "reproduce_failure": None})
+            examples.append(_empty_example())
             j = i
             call = lines[i].strip()
             while True:
@@ -448,14 +447,14 @@ def examples_from_text(text: str) -> List[dict]:
             while j + 1 < len(lines) and lines[j + 1].strip():
                 j += 1
             if not examples:
-                examples.append({"falsifying_example": None, "reproduction": [], "notes": [], "reproduce_failure": None})
+                examples.append(_empty_example())
             examples[-1]["reproduction"].append("\n".join(s.strip() for s in lines[i:j + 1]) + "\n")
             i = j + 1
             continue
         found = _REPRODUCE_FAILURE.search(line)
         if found:
             if not examples:
-                examples.append({"falsifying_example": None, "reproduction": [], "notes": [], "reproduce_failure": None})
+                examples.append(_empty_example())
             examples[-1]["reproduce_failure"] = found.group(0)
         i += 1
     return examples
@@ -837,7 +836,7 @@ def _pretty_implementation(value, printer, cycle) -> None:
 
 def print_implementations_as_code() -> None:
     """Have Hypothesis print an :class:`Implementation` argument in its failing examples as the code that
-    gets it (``registry.by_name()['onnxruntime']``, ``registry.target('mypkg.ops:roi_align')``) instead of
+    gets it (``registry.resolve('onnxruntime')``, ``registry.resolve('target:mypkg.ops:roi_align')``) instead of
     every field of the record, so the example reads, and pastes, as a call."""
     try:
         from hypothesis.vendor import pretty

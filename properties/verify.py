@@ -129,7 +129,7 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
                     skipped.append(f"{impl.name} on {dtype}: its record does not list that dtype")
                     continue
                 divergent = recorded_divergences(impl, all_boxes, dtype, aligned, features.shape)
-                keep = [k for k in range(len(all_boxes)) if k not in set(divergent)]
+                keep = sorted(set(range(len(all_boxes))) - set(divergent))
                 if divergent:
                     left_out[impl.name] = max(left_out.get(impl.name, 0), len(divergent))
                 boxes, grad_out = all_boxes[keep], all_grad_out[keep]

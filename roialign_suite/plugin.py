@@ -32,6 +32,8 @@ from typing import List
 
 import pytest
 
+from roialign_suite import paths
+
 PREFIX = "--roialign-"
 DIALECTS = ("torchvision", "maskrcnn_benchmark", "detectron2")
 MARKERS = (
@@ -87,19 +89,13 @@ def names(values: List[str]) -> List[str]:
     return [n.strip() for value in values for n in value.split(",") if n.strip()]
 
 
-def _package_dir(name: str) -> Path:
-    import importlib
-
-    return Path(importlib.import_module(name).__file__).resolve().parent
-
-
 def is_suite_module(module, package: str) -> bool:
     """Whether ``module`` is a test module of ``roialign_suite.<package>`` (by file, so a checkout's
     ``properties/test_x.py`` collected by path counts as well as the installed one)."""
     path = getattr(module, "__file__", None)
     if not path:
         return False
-    return Path(path).resolve().parent == _package_dir(f"roialign_suite.{package}")
+    return Path(path).resolve().parent == paths.package_dir(package)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -144,9 +140,11 @@ def pytest_runtest_call(item):
     inner = getattr(getattr(getattr(item, "obj", None), "hypothesis", None), "inner_test", None)
     if inner is None or getattr(inner, "_hypothesis_internal_add_digest", None) != item.nodeid.encode():
         return
+    from roialign_suite.properties.expected_failures import item_test_id
+
     module = getattr(item, "module", None)
     for package in ("properties", "benchmarks"):
         if module is not None and is_suite_module(module, package):
-            inner._hypothesis_internal_add_digest = f"{package}/{Path(module.__file__).name}::{item.name}".encode()
+            inner._hypothesis_internal_add_digest = f"{package}/{item_test_id(item)}".encode()
             return
 

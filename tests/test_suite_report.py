@@ -397,7 +397,7 @@ def test_reported_minimal_example_code_reproduces_the_failure(checked):
     assert example["reproduction"] and example["reproduce_failure"].startswith("@reproduce_failure(")
     assert example["code_kind"] == "call"
     code = example["code"]
-    assert "RoIAlignCase(" in code and f"registry.target({FIRST_BOX!r})" in code
+    assert "RoIAlignCase(" in code and f"registry.resolve('target:{FIRST_BOX}')" in code
     # The minimal example has two boxes (the bug needs two), and running the code fails the same way.
     case = re.search(r"data=Draws\(\[(RoIAlignCase\(.*\))\]\),\n", code).group(1)
     from roialign_suite.properties.strategies import RoIAlignCase
@@ -408,7 +408,7 @@ def test_reported_minimal_example_code_reproduces_the_failure(checked):
         with pytest.raises(AssertionError, match=re.escape(example["error"].split(": ", 1)[1].split(" got ")[0])):
             exec(compile(code, "<reported example>", "exec"), {"__name__": "reported_example"})
         # ... and on our kernel the same case passes: it is the bug that fails it.
-        exec(compile(code.replace(f"registry.target({FIRST_BOX!r})", "registry.by_name()['numba']"),
+        exec(compile(code.replace(f"registry.resolve('target:{FIRST_BOX}')", "registry.resolve('numba')"),
                      "<reported example on ours>", "exec"), {"__name__": "reported_example"})
     finally:
         sys.path.remove(str(HERE))

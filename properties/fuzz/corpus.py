@@ -22,13 +22,18 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from roialign_suite.properties.checks import case_for
 from roialign_suite.properties.strategies import RoIAlignCase
-from roialign_suite.properties.replay import PROPERTIES, case_from_entry, check_still_diverges, entry_fields
+from roialign_suite.properties.replay import (
+    GRADIENT_PROPERTIES,
+    PROPERTIES,
+    case_from_entry,
+    check_still_diverges,
+    entry_fields,
+)
 from roialign_suite.properties.tolerances import forward_oracle
 from roialign_suite.properties import implementations as registry
 
 # The corpus properties a finding is checked against (canonical names; test_corpus has aliases).
 REPLAYED = ("forward_matches_reference", "backward_matches_reference", "adjoint_identity")
-GRADIENT_PROPERTIES = ("backward_matches_reference", "adjoint_identity")
 _CASE_FIELDS = tuple(f.name for f in dataclasses.fields(RoIAlignCase))
 _REQUIRED_FIELDS = {"shape", "boxes", "output_size", "spatial_scale", "sampling_ratio", "aligned", "dtype"}
 # Fields that say where a case came from, not what it is: left out of its hash.
