@@ -159,11 +159,8 @@ def check_roi_values(rois: np.ndarray, levels: np.ndarray, num_images: int, num_
         raise ValueError(f"levels[{row}] = {int(levels[row])} is not a level of {num_levels} feature maps")
     if sampling_ratio > 0:
         return
-    offset = 0.5 if aligned else 0.0
-    scale = np.asarray(scales, dtype=np.float64)[levels]
-    roi_w = (rois[:, 3] * scale - offset) - (rois[:, 1] * scale - offset)
-    roi_h = (rois[:, 4] * scale - offset) - (rois[:, 2] * scale - offset)
-    grid = np.maximum(roi_h / pooled[0], roi_w / pooled[1])
+    grid_h, grid_w = bin_extents(rois, levels, scales, pooled, aligned)
+    grid = np.maximum(grid_h, grid_w)
     bad = grid > MAX_GRID
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -171,3 +168,26 @@ def check_roi_values(rois: np.ndarray, levels: np.ndarray, num_images: int, num_
             f"boxes row {row} ({rois[row].tolist()}) needs an adaptive sampling grid of {grid[row]:.3g} samples "
             f"per axis (limit {MAX_GRID}); pass a fixed sampling_ratio or a smaller box"
         )
+
+
+def bin_extents(rois: np.ndarray, levels: np.ndarray, scales: Sequence[float], pooled: Tuple[int, int],
+                aligned: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Each RoI's bin height and width in pixels of its level, before legacy mode's 1-pixel minimum:
+    adaptive sampling takes their ceilings as its grid. ``rois`` ``[K, 5]`` float64, ``levels`` ``[K]``."""
+    offset = 0.5 if aligned else 0.0
+    scale = np.asarray(scales, dtype=np.float64)[levels]
+    roi_w = (rois[:, 3] * scale - offset) - (rois[:, 1] * scale - offset)
+    roi_h = (rois[:, 4] * scale - offset) - (rois[:, 2] * scale - offset)
+    return roi_h / pooled[0], roi_w / pooled[1]
+
+
+def samples_per_roi(rois: np.ndarray, levels: np.ndarray, scales: Sequence[float], pooled: Tuple[int, int],
+                    sampling_ratio: int, aligned: bool) -> np.ndarray:
+    """Bilinear samples each RoI takes (``pooled_h * pooled_w * grid_h * grid_w``, float64 ``[K]``),
+    after :func:`check_roi_values`; for costs only."""
+    if sampling_ratio > 0:
+        return np.full(rois.shape[0], float(pooled[0] * pooled[1] * sampling_ratio**2))
+    bin_h, bin_w = bin_extents(rois, levels, scales, pooled, aligned)
+    if not aligned:  # legacy mode's RoIs are at least 1 x 1 pixel
+        bin_h, bin_w = np.maximum(bin_h, 1.0 / pooled[0]), np.maximum(bin_w, 1.0 / pooled[1])
+    return pooled[0] * pooled[1] * np.maximum(np.ceil(bin_h), 0.0) * np.maximum(np.ceil(bin_w), 0.0)

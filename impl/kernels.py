@@ -1,15 +1,20 @@
-"""Numba RoIAlign kernels on channels-last (NHWC) feature maps.
+"""Numba RoIAlign kernels: two forwards (on channels-last maps, and straight from NCHW planes) and the backward.
 
 Layout contract: features are up to :data:`MAX_LEVELS` pyramid levels, each
-``[N, H_l, W_l, C]`` (C innermost, same N and C); RoIs are a float64
+``[N, H_l, W_l, C]`` (C innermost, same N and C; :func:`roi_align_forward_nchw`
+takes them ``[N, C, H_l, W_l]`` with any strides); RoIs are a float64
 ``[K, 5]`` array whose batch indices are already checked to be integers in
 ``[0, N)`` and whose coordinates are finite; ``levels[k]`` is the level RoI
 ``k`` is pooled from at ``scales[levels[k]]``, or negative to skip the RoI
 (its output row and gradient are left untouched). A single-level RoIAlign is
 the same kernel with every RoI on level 0, so one pass serves a whole
 multi-level pooler: no Python loop over levels and no scatter of the rows. Sample coordinates
-and bilinear weights are computed once per sample in float64 and shared by
-every channel; the channel loop is contiguous, so it vectorises.
+and bilinear weights are computed once per RoI in float64 (:func:`_sample_taps`)
+and shared by every channel. On NHWC maps the channel loop is contiguous, so
+it vectorises; the NCHW forward instead walks each channel's plane, with no
+copy of the map, and sums every element in the same order and precision, so
+the two forwards agree bit for bit (``impl/cost_model.py`` picks one per
+level).
 
 Storage: a map, output or gradient array holds float32 or float64 values,
 or the bits of float16 or bfloat16 ones (Numba has no float16 on the CPU and
@@ -32,6 +37,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 # Level maps passed to one kernel call (enough for FPN's P2-P5 poolers);
@@ -70,6 +76,29 @@ def _bits_of_float32(typingctx, value):
         return builder.bitcast(args[0], ir.IntType(32))
 
     return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, plane, y, x):
+    """Ask the cache for the line holding ``plane[y, x]`` (a 2-D array) ahead of its read; no effect on results."""
+    if not (isinstance(plane, types.Array) and plane.ndim == 2):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1], args[2]])
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        # read, keep in all cache levels, data cache
+        builder.call(prefetch, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(plane, y, x), codegen
 
 
 @intrinsic
@@ -185,6 +214,23 @@ def _sum_buffer_overload(storage, size):
     return lambda storage, size: np.empty(size, np.float64)
 
 
+def _as_sum(storage, value):
+    """``value`` (a number, or an element read from ``storage``) in the precision sums of
+    ``storage``'s values are made in: float32 for half bits (decoded), else float64."""
+
+
+@overload(_as_sum)
+def _as_sum_overload(storage, value):
+    halves = storage.dtype in (types.int16, types.uint16)
+    if isinstance(value, (types.Float, types.Integer)) and value not in (types.int16, types.uint16):
+        return (lambda storage, value: np.float32(value)) if halves else (lambda storage, value: np.float64(value))
+    if halves and value == storage.dtype:
+        if value == types.int16:
+            return lambda storage, value: _float16_to_float32(value)
+        return lambda storage, value: _bfloat16_to_float32(value)
+    return None
+
+
 def _own_rows(grad, like):
     """``grad [N, H, W, C]``'s pixel rows ``[N * H, W, C]`` when it holds ``like``'s dtype
     (sums can accumulate in place), else no rows ``[0, W, C]``."""
@@ -246,43 +292,76 @@ def _axis_taps(pos, size):
     return low, high, 1.0 - frac, frac
 
 
+@njit(cache=True)
+def _sample_taps(start, bin_size, bins, grid, size):
+    """The two bilinear taps of each of the ``bins * grid`` samples along one axis of ``size`` pixels.
+
+    Sample ``p * grid + i`` sits at ``start + p * bin_size + (i + 0.5) *
+    bin_size / grid``. Returns ``(pixels [n, 2] int64, weights [n, 2]
+    float64)``: low and high pixel, each clamped into the map, and their
+    weights, both 0 for a sample outside the map (it reads nothing). Both
+    forward kernels take their taps from here, so they read the same pixels
+    with the same weights.
+    """
+    samples = bins * max(grid, 0)  # an aligned inverted box's adaptive grid is <= 0: no samples
+    pixels = np.empty((samples, 2), np.int64)
+    weights = np.empty((samples, 2), np.float64)
+    for p in range(bins):
+        for i in range(grid):
+            pos = start + p * bin_size + (i + 0.5) * bin_size / grid
+            low, high, w_low, w_high = _axis_taps(pos, size)
+            pixels[p * grid + i, 0] = low
+            pixels[p * grid + i, 1] = high
+            weights[p * grid + i, 0] = w_low
+            weights[p * grid + i, 1] = w_high
+    return pixels, weights
+
+
+@njit(cache=True, inline="always")
+def _roi_samples(roi, spatial_scale, height, width, pooled_h, pooled_w, sampling_ratio, aligned):
+    """One RoI's samples on a ``height`` x ``width`` map, as both forward kernels read them:
+    ``(image, ys, wys, xs, wxs, grid_h, grid_w, count)`` (taps as :func:`_sample_taps`)."""
+    b = np.int64(roi[0])
+    start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
+        roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned
+    )
+    ys, wys = _sample_taps(start_h, bin_h, pooled_h, grid_h, height)
+    xs, wxs = _sample_taps(start_w, bin_w, pooled_w, grid_w, width)
+    return b, ys, wys, xs, wxs, grid_h, grid_w, count
+
+
 @njit(cache=True, parallel=True)
 def roi_align_forward_nhwc(
     map0, map1, map2, map3, scales, rois, levels, order, pooled_h, pooled_w, sampling_ratio, aligned, out
 ):
     """maps [N, H_l, W_l, C], scales [MAX_LEVELS], rois [K, 5] float64, levels [K] -> out [K, C, pooled_h, pooled_w].
 
-    RoIs are visited in the order of the permutation ``order`` (each RoI
-    writes only its own row, so the order changes speed, not results):
-    neighbouring RoIs then share cached feature rows.
+    One work item per RoI; each sample reads its four taps' contiguous
+    channel vectors. Only the RoIs listed in ``order`` are pooled, in that
+    order (each RoI writes only its own row, so the order changes speed, not
+    results): neighbouring RoIs then share cached feature rows, and threads
+    split the listed RoIs only, not skipped ones.
     """
     channels = map0.shape[3]
-    for i in prange(rois.shape[0]):
+    for i in prange(order.shape[0]):
         k = order[i]
         level = levels[k]
         if level < 0:
             continue
         features = _level_map(level, map0, map1, map2, map3)
-        height = features.shape[1]
-        width = features.shape[2]
-        spatial_scale = scales[level]
-        roi = rois[k]
-        b = np.int64(roi[0])
-        start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
-            roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned
+        b, ys, wys, xs, wxs, grid_h, grid_w, count = _roi_samples(
+            rois[k], scales[level], features.shape[1], features.shape[2], pooled_h, pooled_w, sampling_ratio, aligned
         )
         acc = _sum_buffer(map0, channels)
         for ph in range(pooled_h):
             for pw in range(pooled_w):
                 acc[:] = 0.0
-                for iy in range(grid_h):
-                    y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h
-                    y0, y1, wy0, wy1 = _axis_taps(y, height)
+                for sy in range(ph * grid_h, (ph + 1) * grid_h):
+                    y0, y1, wy0, wy1 = ys[sy, 0], ys[sy, 1], wys[sy, 0], wys[sy, 1]
                     if wy0 == 0.0 and wy1 == 0.0:
                         continue
-                    for ix in range(grid_w):
-                        x = start_w + pw * bin_w + (ix + 0.5) * bin_w / grid_w
-                        x0, x1, wx0, wx1 = _axis_taps(x, width)
+                    for sx in range(pw * grid_w, (pw + 1) * grid_w):
+                        x0, x1, wx0, wx1 = xs[sx, 0], xs[sx, 1], wxs[sx, 0], wxs[sx, 1]
                         if wx0 == 0.0 and wx1 == 0.0:
                             continue
                         w00 = wy0 * wx0
@@ -294,6 +373,90 @@ def roi_align_forward_nhwc(
                 mean = acc.dtype.type(count)
                 for c in range(channels):
                     out[k, c, ph, pw] = _convert(acc[c] / mean, out)
+
+
+# Channels per work item of the NCHW forward: enough items to share among
+# threads with a handful of RoIs, few enough that each item's RoI geometry
+# (recomputed per item) stays negligible.
+NCHW_CHANNEL_BLOCK = 16
+# How many channels ahead the NCHW forward asks for its taps' cache lines.
+# A plane's taps are scattered lines of a map far larger than the caches, so
+# without it every line is a full memory latency (2.5x slower on P2).
+PREFETCH_CHANNELS = 2
+
+
+@njit(cache=True)
+def _distinct(pixels):
+    """The distinct values of the nondecreasing int64 ``pixels`` (a sample's taps along one axis), in order."""
+    found = np.empty(pixels.size, np.int64)
+    count = 0
+    for value in pixels.ravel():
+        if count == 0 or value != found[count - 1]:
+            found[count] = value
+            count += 1
+    return found[:count]
+
+
+@njit(cache=True, inline="always")
+def _prefetch_taps(plane, rows, columns):
+    """Prefetch the line of every (row, column) pair of ``plane``: a RoI's tap rows and low tap columns
+    (the high column is the neighbour, on the same line but at a line's end)."""
+    for y in rows:
+        for x in columns:
+            _prefetch(plane, y, x)
+
+
+@njit(cache=True, parallel=True)
+def roi_align_forward_nchw(
+    map0, map1, map2, map3, scales, rois, levels, order, pooled_h, pooled_w, sampling_ratio, aligned, out
+):
+    """maps [N, C, H_l, W_l] (any strides), otherwise as :func:`roi_align_forward_nhwc`, with the same result
+    bit for bit.
+
+    Reads each sample's four taps straight from the channel planes: no
+    layout conversion, so the cost follows the RoIs' samples, not the maps'
+    size. One work item per RoI and block of :data:`NCHW_CHANNEL_BLOCK`
+    channels; each output element is summed in the NHWC kernel's order and
+    precision.
+    """
+    channels = map0.shape[1]
+    blocks = -(-channels // NCHW_CHANNEL_BLOCK)
+    for item in prange(order.shape[0] * blocks):
+        k = order[item // blocks]
+        level = levels[k]
+        if level < 0:
+            continue
+        features = _level_map(level, map0, map1, map2, map3)
+        b, ys, wys, xs, wxs, grid_h, grid_w, count = _roi_samples(
+            rois[k], scales[level], features.shape[2], features.shape[3], pooled_h, pooled_w, sampling_ratio, aligned
+        )
+        mean = _as_sum(map0, count)
+        # Dense samples (a small RoI, a 14x14 output) share rows and columns: prefetch each once.
+        rows, columns = _distinct(ys), _distinct(xs[:, 0])
+        first = (item % blocks) * NCHW_CHANNEL_BLOCK
+        last = min(first + NCHW_CHANNEL_BLOCK, channels)
+        for c in range(first, min(first + PREFETCH_CHANNELS, last)):
+            _prefetch_taps(features[b, c], rows, columns)
+        for c in range(first, last):
+            if c + PREFETCH_CHANNELS < last:
+                _prefetch_taps(features[b, c + PREFETCH_CHANNELS], rows, columns)
+            plane = features[b, c]
+            for ph in range(pooled_h):
+                for pw in range(pooled_w):
+                    acc = _as_sum(map0, 0.0)
+                    for sy in range(ph * grid_h, (ph + 1) * grid_h):
+                        y0, y1, wy0, wy1 = ys[sy, 0], ys[sy, 1], wys[sy, 0], wys[sy, 1]
+                        if wy0 == 0.0 and wy1 == 0.0:
+                            continue
+                        for sx in range(pw * grid_w, (pw + 1) * grid_w):
+                            x0, x1, wx0, wx1 = xs[sx, 0], xs[sx, 1], wxs[sx, 0], wxs[sx, 1]
+                            if wx0 == 0.0 and wx1 == 0.0:
+                                continue
+                            acc += (_as_sum(map0, wy0 * wx0) * _as_sum(map0, plane[y0, x0])
+                                    + _as_sum(map0, wy0 * wx1) * _as_sum(map0, plane[y0, x1])
+                                    + _as_sum(map0, wy1 * wx0) * _as_sum(map0, plane[y1, x0])
+                                    + _as_sum(map0, wy1 * wx1) * _as_sum(map0, plane[y1, x1]))
+                    out[k, c, ph, pw] = _convert(acc / mean, out)
 
 
 @njit(cache=True, inline="always")

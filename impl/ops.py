@@ -53,9 +53,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from roialign_suite.impl import kernels
+from roialign_suite.impl import cost_model, kernels
 from roialign_suite.impl.threads import kernel_threads
-from roialign_suite.impl.inputs import check_roi_values, check_spatial_scale
+from roialign_suite.impl.inputs import check_roi_values, check_spatial_scale, samples_per_roi
 from roialign_suite.impl.levels import check_finite_boxes, get_dialect, level_formula
 from roialign_suite.impl.storage import kernel_array, new_tensor, nhwc
 
@@ -171,6 +171,20 @@ def _checked(rois: Tensor, levels: Tensor, shapes: Sequence[Sequence[int]], scal
     return rois64, levels64
 
 
+def _levels_to_convert(features: Sequence[Tensor], rois64: np.ndarray, levels64: np.ndarray,
+                       scales: Sequence[float], pooled, sampling_ratio: int, aligned: bool) -> np.ndarray:
+    """Per level, whether the forward pools it from a channels-last copy (else straight from NCHW).
+
+    The choice of :func:`impl.cost_model.convert_levels` for the level's
+    bytes and taps (its RoIs' samples times channels).
+    """
+    taking_part = levels64 >= 0
+    samples = samples_per_roi(rois64[taking_part], levels64[taking_part], scales, pooled, sampling_ratio, aligned)
+    taps = np.bincount(levels64[taking_part], weights=samples, minlength=len(features)) * features[0].shape[1]
+    return cost_model.convert_levels([f.numel() * f.element_size() for f in features], taps,
+                                     [is_channels_last(f) for f in features])
+
+
 # --- CPU kernels ---------------------------------------------------------------------
 
 def _pool(features: Sequence[Tensor], rois: Tensor, levels: Tensor, scales: Sequence[float],
@@ -186,16 +200,28 @@ def _pool(features: Sequence[Tensor], rois: Tensor, levels: Tensor, scales: Sequ
     out = new_tensor((k, c) + pooled, features[0].dtype, zeros=skipped)
     if out.numel() == 0 or (skipped and not (levels64 >= 0).any()):
         return out
-    used = np.bincount(levels64[levels64 >= 0], minlength=len(features)) > 0
-    rows = [shape[0] * shape[2] if used[slot] else None for slot, shape in enumerate(shapes)]
+    convert = _levels_to_convert(features, rois64, levels64, scales, pooled, sampling_ratio, aligned)
     order = _locality_order(rois64, levels64)
+    # Work items handed out a few at a time, so RoIs of unequal cost (sizes, adaptive grids) even out
+    # over the threads: an NHWC item is a whole RoI, an NCHW one a block of its channels.
+    paths = (
+        (kernels.roi_align_forward_nhwc, convert, nhwc, 1),  # contiguous channel vectors (a copy unless channels_last)
+        (kernels.roi_align_forward_nchw, ~convert, lambda f, slot: kernel_array(f), 4),  # the planes as they are
+    )
     with kernel_threads():  # every parallel kernel, the layout conversions included
-        maps = [nhwc(f, slot) if used[slot] else None for slot, f in enumerate(features)]
-        for slots, group_scales, group_levels, _ in _level_groups(rows, scales, levels64):
-            kernels.roi_align_forward_nhwc(
-                *[maps[i] for i in slots], group_scales, rois64, group_levels, order, pooled[0], pooled[1],
-                sampling_ratio, aligned, kernel_array(out),
-            )
+        for kernel, takes, as_map, chunk in paths:
+            path_levels = np.where(takes[np.maximum(levels64, 0)], levels64, -1)
+            used = np.bincount(path_levels[path_levels >= 0], minlength=len(features)) > 0
+            if not used.any():
+                continue
+            rows = [shape[0] * shape[2] if used[slot] else None for slot, shape in enumerate(shapes)]
+            maps = [as_map(f, slot) if used[slot] else None for slot, f in enumerate(features)]
+            for slots, group_scales, group_levels, _ in _level_groups(rows, scales, path_levels):
+                # Only this call's RoIs, so its threads share real work.
+                listed = order[group_levels[order] >= 0]
+                with numba.parallel_chunksize(chunk):
+                    kernel(*[maps[i] for i in slots], group_scales, rois64, group_levels, listed, pooled[0],
+                           pooled[1], sampling_ratio, aligned, kernel_array(out))
     return out
 
 

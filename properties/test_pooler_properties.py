@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roialign_suite import impl
+from roialign_suite.impl.cost_model import PATHS, forward_path
 from roialign_suite.impl.extractors import FPN2MLPFeatureExtractor
 from roialign_suite.impl.levels import DIALECTS
 from roialign_suite.impl.pooler import Pooler
@@ -292,3 +293,17 @@ def _max_samples_per_bin(case: PoolerCase) -> int:
     # Adaptive: ceil(roi_size / output_size) per axis, roi_size <= the box side in feature pixels (<= image).
     side = max(case.image) * SCALES[0] + 2
     return math.ceil(side / case.output_size) ** 2
+
+
+@given(case=pooler_cases(dtypes=("float64", "float32"), image_sides=(8, 96)))
+def test_pooler_paths_agree_bitwise(case):
+    """The pooler gives the same bits whichever forward path each level takes: the cost model's mix
+    (``auto``), every level gathered from NCHW, or every level converted to channels-last."""
+    features, boxes = case.features(), case.box_lists()
+    outs = {}
+    for path in PATHS:
+        with forward_path(path):
+            outs[path] = case.pooler()(features, boxes)
+    for path in ("gather", "convert"):
+        assert torch.equal(outs["auto"], outs[path]), f"auto path and {path} path differ"
+

@@ -113,10 +113,10 @@ MUTANTS: List[Mutant] = [
         _lines(8, "grid_h = np.int64(math.floor(roi_h / pooled_h))", "grid_w = np.int64(math.floor(roi_w / pooled_w))"),
     ),
     Mutant(
-        "kernel-forward-sample-y-plus-one", "sample position", "forward samples rows at (iy + 1) instead of (iy + 0.5)",
+        "kernel-forward-sample-plus-one", "sample position", "forward samples at (i + 1) instead of (i + 0.5) of each bin's grid",
         KERNELS,
-        _lines(16, "for iy in range(grid_h):", "    y = start_h + ph * bin_h + (iy + 0.5) * bin_h / grid_h", "    y0, y1, wy0, wy1 = _axis_taps(y, height)", "    if wy0 == 0.0 and wy1 == 0.0:", "        continue", "    for ix in range(grid_w):", "        x = start_w"),
-        _lines(16, "for iy in range(grid_h):", "    y = start_h + ph * bin_h + (iy + 1.0) * bin_h / grid_h", "    y0, y1, wy0, wy1 = _axis_taps(y, height)", "    if wy0 == 0.0 and wy1 == 0.0:", "        continue", "    for ix in range(grid_w):", "        x = start_w"),
+        "pos = start + p * bin_size + (i + 0.5) * bin_size / grid",
+        "pos = start + p * bin_size + (i + 1.0) * bin_size / grid",
     ),
     Mutant(
         "kernel-count-plus-one", "denominator", "bin average divides by grid_h * grid_w + 1",
@@ -138,10 +138,10 @@ MUTANTS: List[Mutant] = [
         KERNELS, "if low >= size - 1:", "if low > size - 1:",
     ),
     Mutant(
-        "kernel-forward-x-against-height", "swapped axes", "forward clamps x against the height instead of the width",
+        "kernel-forward-x-against-height", "swapped axes", "the NHWC forward clamps x against the height instead of the width",
         KERNELS,
-        _lines(24, "x0, x1, wx0, wx1 = _axis_taps(x, width)", "if wx0 == 0.0 and wx1 == 0.0:", "    continue", "w00 = wy0 * wx0"),
-        _lines(24, "x0, x1, wx0, wx1 = _axis_taps(x, height)", "if wx0 == 0.0 and wx1 == 0.0:", "    continue", "w00 = wy0 * wx0"),
+        "rois[k], scales[level], features.shape[1], features.shape[2], pooled_h",
+        "rois[k], scales[level], features.shape[1], features.shape[1], pooled_h",
     ),
     Mutant(
         "kernel-forward-y-weights-swapped", "swapped weights", "forward weights wy0 and wy1 exchanged",
@@ -153,8 +153,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-forward-batch-zero", "batch index", "forward reads image 0 for every RoI",
         KERNELS,
-        _lines(8, "spatial_scale = scales[level]", "roi = rois[k]", "b = np.int64(roi[0])"),
-        _lines(8, "spatial_scale = scales[level]", "roi = rois[k]", "b = 0"),
+        _lines(4, "b = np.int64(roi[0])", "start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry("),
+        _lines(4, "b = 0", "start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry("),
     ),
     Mutant(
         "kernel-backward-batch-first-roi", "batch index", "backward scatters every RoI into the first RoI's image",
@@ -198,8 +198,19 @@ MUTANTS: List[Mutant] = [
         KERNELS, "for c in range(dst.shape[0]):", "for c in range(dst.shape[0] - 1):",
     ),
     Mutant(
-        "kernel-forward-finest-scale", "pooler", "forward pools every level at the finest level's scale",
-        KERNELS, "spatial_scale = scales[level]", "spatial_scale = scales[0]",
+        "kernel-forward-finest-scale", "pooler", "the NCHW forward pools every level at the finest level's scale",
+        KERNELS,
+        "rois[k], scales[level], features.shape[2], features.shape[3], pooled_h",
+        "rois[k], scales[0], features.shape[2], features.shape[3], pooled_h",
+    ),
+    Mutant(
+        "kernel-nchw-block-last-channel-skipped", "channel index",
+        "the NCHW forward leaves the last channel of each block of 16 unwritten",
+        KERNELS, "last = min(first + NCHW_CHANNEL_BLOCK, channels)", "last = min(first + NCHW_CHANNEL_BLOCK - 1, channels)",
+    ),
+    Mutant(
+        "kernel-nchw-wrong-tap", "gather", "the NCHW forward reads tap (y1, x1) from row y0",
+        KERNELS, "_as_sum(map0, wy1 * wx1) * _as_sum(map0, plane[y1, x1])", "_as_sum(map0, wy1 * wx1) * _as_sum(map0, plane[y0, x1])",
     ),
     Mutant(
         "kernel-nhwc-transpose-last-column", "channel index", "NCHW -> NHWC copy never writes the last column",
