@@ -13,9 +13,12 @@ The model counts compulsory traffic, RoIs taken one at a time:
 Elements are of the workload's dtype (4 bytes float32, 2 bfloat16).
 
 Cache reuse between RoIs is not credited and taps re-reading a pixel are not
-charged, so "effective bandwidth" = modelled bytes / median time, compared
-with a ``torch`` copy of the same number of bytes (half read, half written;
-at most :data:`MAX_COPY_BYTES`).
+charged; "GB/s" in the tables = modelled bytes / median time.
+
+The floor (:func:`floor_bytes`, defined in ``benchmarks/README.md``) is the
+other count: the bytes any implementation must move, timed at the bandwidth
+of a ``torch`` copy of that many bytes (:func:`copy_bandwidth`, half read,
+half written, both counted; at most :data:`MAX_COPY_BYTES`).
 The extractor's fully-connected layers are not in the model.
 """
 from __future__ import annotations
@@ -88,9 +91,9 @@ def floor_bytes(workload: Workload, inputs: Inputs) -> int:
     """The floor's traffic: every level's features read once and the output written once.
 
     Forward+backward adds the output gradient read once and the input
-    gradient written once. No gather can move less, so ``floor_bytes /
-    copy bandwidth`` is the machine's floor for the call, and ``median /
-    floor`` says how far a kernel is from it (the issue's "within 4x").
+    gradient written once. No implementation can move less, so ``floor_bytes
+    / copy_bandwidth(floor_bytes)`` is the machine's floor for the call, and
+    ``median / floor`` ("x floor") says how far a kernel is from it.
     """
     features = _feature_elements(inputs)
     output = _output_elements(workload)

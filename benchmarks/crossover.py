@@ -10,9 +10,9 @@ times by least squares:
 - gather:  ``t = GATHER_NS * taps``
 - convert: ``t = CONVERT_NS * map_bytes + NHWC_NS * taps``
 
-prints the constants to put in ``impl/cost_model.py``, a table, the measured
-crossover (the first count where converting is faster) and the predicted one,
-and writes ``crossover.json`` and ``crossover.png`` to ``--out`` (the
+prints the fitted constants (to put in ``impl/cost_model.py``), the measured
+crossover (the first count from which converting is faster) and the ones
+predicted by the constants in use and by the fit, and writes ``crossover.json`` and ``crossover.png`` to ``--out`` (the
 README's plot is ``docs/img/crossover.png``). Times are wall-clock medians
 at 2 threads on this machine, so the constants are ns of wall time there;
 only their ratios steer the choice.
@@ -73,13 +73,20 @@ def measure(workload: Workload, counts: Sequence[int], rounds: int = 5) -> List[
 
 
 def fit(rows: Sequence[Dict]) -> Dict[str, float]:
-    """``GATHER_NS``, ``NHWC_NS`` and ``CONVERT_NS`` fitted to the forced paths' times (least squares)."""
+    """``GATHER_NS``, ``NHWC_NS`` and ``CONVERT_NS`` fitted to the forced paths' times by least squares
+    on relative errors (so the small counts, where the choice matters most, weigh as much as the large)."""
     taps = np.array([r["taps"] for r in rows])
     gather = np.array([r["gather"] for r in rows]) * 1e9
     convert = np.array([r["convert"] for r in rows]) * 1e9
-    gather_ns = float(taps @ gather / (taps @ taps))
-    slope, intercept = np.polyfit(taps, convert, 1)
+    ratio = taps / gather
+    gather_ns = float(ratio.sum() / (ratio @ ratio))
+    slope, intercept = np.polyfit(taps, convert, 1, w=1.0 / convert)
     return {"GATHER_NS": gather_ns, "NHWC_NS": float(slope), "CONVERT_NS": float(intercept / rows[0]["map_bytes"])}
+
+
+def in_use() -> Dict[str, float]:
+    """The constants :mod:`impl.cost_model` decides with."""
+    return {name: getattr(cost_model, name) for name in ("GATHER_NS", "NHWC_NS", "CONVERT_NS")}
 
 
 def predicted_crossover(constants: Dict[str, float], rows: Sequence[Dict]) -> float:
@@ -98,6 +105,7 @@ def measured_crossover(rows: Sequence[Dict]) -> Optional[int]:
 
 
 def plot(rows: Sequence[Dict], constants: Dict[str, float], path: Path) -> None:
+    """The measured times of each path, and the lines and crossover of the model with ``constants``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,10 +117,11 @@ def plot(rows: Sequence[Dict], constants: Dict[str, float], path: Path) -> None:
     for name, marker in (("gather", "o"), ("convert", "s"), ("auto", "x")):
         ax.plot(rois, [r[name] * 1e3 for r in rows], marker=marker, linestyle="-" if name != "auto" else ":",
                 label=f"{name} (measured)")
-    ax.plot(rois, constants["GATHER_NS"] * taps / 1e6, "--", color="C0", alpha=0.5, label="gather (model)")
+    ax.plot(rois, constants["GATHER_NS"] * taps / 1e6, "--", color="C0", alpha=0.5, label="gather (cost model)")
     ax.plot(rois, (constants["CONVERT_NS"] * rows[0]["map_bytes"] + constants["NHWC_NS"] * taps) / 1e6, "--",
-            color="C1", alpha=0.5, label="convert (model)")
-    ax.axvline(predicted_crossover(constants, rows), color="grey", linestyle="--", label="predicted crossover")
+            color="C1", alpha=0.5, label="convert (cost model)")
+    ax.axvline(predicted_crossover(constants, rows), color="grey", linestyle="--",
+               label=f"predicted crossover ({predicted_crossover(constants, rows):.0f} RoIs)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("RoIs (P2, 2x256x200x304, float32, 7x7, sampling 2)")
@@ -134,16 +143,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     workload = next(w for w in all_workloads() if w.name == WORKLOAD)
     rows = measure(workload, [int(c) for c in args.counts.split(",")], args.rounds)
-    constants = fit(rows)
+    fitted, used = fit(rows), in_use()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    crossing = {"predicted": predicted_crossover(constants, rows), "measured": measured_crossover(rows)}
-    (out / "crossover.json").write_text(json.dumps({"rows": rows, "fit": constants, "crossover": crossing}, indent=1))
-    plot(rows, constants, out / "crossover.png")
-    print("fit for impl/cost_model.py: " + ", ".join(f"{k} = {v:.4g}" for k, v in constants.items()))
-    print(f"in use: GATHER_NS = {cost_model.GATHER_NS}, NHWC_NS = {cost_model.NHWC_NS}, "
-          f"CONVERT_NS = {cost_model.CONVERT_NS}")
-    print(f"crossover: predicted {crossing['predicted']:.0f} RoIs, measured {crossing['measured']} RoIs")
+    crossing = {"predicted_in_use": predicted_crossover(used, rows), "predicted_fit": predicted_crossover(fitted, rows),
+                "measured": measured_crossover(rows)}
+    (out / "crossover.json").write_text(
+        json.dumps({"rows": rows, "fit": fitted, "in_use": used, "crossover": crossing}, indent=1))
+    plot(rows, used, out / "crossover.png")
+    print("this run's fit (for impl/cost_model.py): " + ", ".join(f"{k} = {v:.4g}" for k, v in fitted.items()))
+    print("in use: " + ", ".join(f"{k} = {v:.4g}" for k, v in used.items()))
+    print(f"crossover: predicted {crossing['predicted_in_use']:.0f} RoIs by the constants in use, "
+          f"{crossing['predicted_fit']:.0f} by this run's fit; measured {crossing['measured']} RoIs "
+          "(the first count from which converting is faster)")
     print(f"wrote {out / 'crossover.json'} and {out / 'crossover.png'}")
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 BASELINE = "torchvision-cpu"
+OURS = "numba"
 THROUGHPUT = "throughput"  # extra_info["kind"] of a workload timing
 JIT = "jit"  # extra_info["kind"] of a first-call timing
 MODEL = "model"  # extra_info["kind"] of a model workload timing (Mask R-CNN step)
@@ -46,12 +47,9 @@ class Result:
         return self.bytes / self.median_s
 
     @property
-    def fraction_of_copy(self) -> float:
-        return self.bytes_per_s / self.copy_bytes_per_s
-
-    @property
     def times_floor(self) -> Optional[float]:
-        """Median over the floor time (``floor_bytes`` at the measured copy bandwidth)."""
+        """Median over the floor: ``floor_bytes`` at the copy bandwidth measured in the same run on a copy of
+        ``floor_bytes`` (benchmarks/README.md, "The floor")."""
         if not self.floor_bytes:
             return None
         return self.median_s * self.copy_bytes_per_s / self.floor_bytes
@@ -145,6 +143,40 @@ def pair_cells(row: PairRow) -> Tuple[str, ...]:
             f"{row.compared_median_ms:.2f}", f"{row.speedup:.2f}x", target)
 
 
+@dataclass(frozen=True)
+class SweepRow:
+    """One RoI count of one sweep family: ours and the baseline, same run."""
+
+    family: str  # p2, fpn-pooler, mask-pooler (``Workload.sweep`` less its ``rois-``)
+    rois: int
+    ours_ms: float
+    baseline_ms: Optional[float]
+
+    @property
+    def speedup(self) -> Optional[float]:
+        return None if self.baseline_ms is None else self.baseline_ms / self.ours_ms
+
+
+def roi_sweep_rows(results: Iterable[Result], ours: str = OURS, baseline: str = BASELINE) -> List[SweepRow]:
+    """The RoI-count sweeps (``sweep`` ``rois-*``): a row per family and count that ``ours`` ran, in run order."""
+    results = [r for r in results if r.sweep and r.sweep.startswith("rois-")]
+    base = {r.workload: r.median_s for r in results if r.implementation == baseline}
+    return [
+        SweepRow(r.sweep[len("rois-"):], int(r.value), r.median_s * 1e3,
+                 base[r.workload] * 1e3 if r.workload in base else None)
+        for r in results if r.implementation == ours
+    ]
+
+
+SWEEP_HEADER = ("workload", "RoIs", f"{OURS} ms", f"{BASELINE} ms", "speedup")
+
+
+def sweep_cells(row: SweepRow) -> Tuple[str, ...]:
+    return (row.family, str(row.rois), f"{row.ours_ms:.1f}",
+            "-" if row.baseline_ms is None else f"{row.baseline_ms:.1f}",
+            "-" if row.speedup is None else f"{row.speedup:.2f}x")
+
+
 def derived_info(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[str, str], Dict]:
     """The figures added to each timing's ``extra_info`` at the end of a run."""
     results = list(results)
@@ -153,7 +185,6 @@ def derived_info(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tu
         (r.workload, r.implementation): {
             "rois_per_s": r.rois_per_s,
             "bytes_per_s": r.bytes_per_s,
-            "fraction_of_copy": r.fraction_of_copy,
             "times_floor": r.times_floor,
             f"speedup_over_{baseline}": ratio[(r.workload, r.implementation)],
         }
@@ -171,7 +202,6 @@ class Row:
     rounds: int
     rois_per_s: float
     gb_per_s: float
-    fraction_of_copy: float
     speedup: Optional[float]
     times_floor: Optional[float] = None
 
@@ -188,7 +218,6 @@ def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Ro
             r.rounds,
             r.rois_per_s,
             r.bytes_per_s / 1e9,
-            r.fraction_of_copy,
             ratio[(r.workload, r.implementation)],
             r.times_floor,
         )
@@ -197,7 +226,7 @@ def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Ro
 
 
 HEADER = (
-    "workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "of copy", "x floor",
+    "workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "x floor",
     f"speedup vs {BASELINE}",
 )
 
@@ -211,7 +240,6 @@ def row_cells(row: Row) -> Tuple[str, ...]:
         str(row.rounds),
         f"{row.rois_per_s:,.0f}",
         f"{row.gb_per_s:.2f}",
-        f"{row.fraction_of_copy:.0%}",
         "-" if row.times_floor is None else f"{row.times_floor:.1f}",
         speedup,
     )
@@ -233,7 +261,7 @@ def markdown_table(header: Tuple[str, ...], lines: List[Tuple[str, ...]]) -> str
 
 JIT_HEADER = (
     "measurement", "numba cache", "import torch s", "then import impl s", "first forward s", "first backward s",
-    "impl import + first call s", "other variants s",
+    "impl import + first call s", "every variant s",
 )
 
 
@@ -246,7 +274,7 @@ def jit_cells(info: Mapping) -> Tuple[str, ...]:
         f"{info['first_forward_s']:.2f}",
         f"{info['first_backward_s']:.2f}",
         f"{info['import_s'] + info['first_forward_s'] + info['first_backward_s']:.2f}",
-        f"{info.get('other_variants_s', float('nan')):.2f}",
+        f"{info.get('every_variant_s', info.get('other_variants_s', float('nan'))):.2f}",
     )
 
 

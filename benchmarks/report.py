@@ -29,13 +29,14 @@ from roialign_suite.benchmarks import figures  # noqa: E402
 from roialign_suite import paths  # noqa: E402
 from roialign_suite.benchmarks.gate import latest_saved_run, storage  # noqa: E402
 
-OURS = "numba"
+OURS = figures.OURS
 MODEL_NOTE = (
-    "Effective bandwidth = modelled bytes / median time; the model (benchmarks/bandwidth.py) counts, per RoI, "
+    "GB/s = modelled bytes / median time; the model (benchmarks/bandwidth.py) counts, per RoI, "
     "the feature pixels its samples can touch plus the output written (and for -fwdbwd the gradient traffic). "
-    "'of copy' compares it with a torch copy of the same number of bytes on this machine. "
-    "'x floor' = median / floor, the floor being the time to read every level's features once and write the "
-    "output once (for -fwdbwd also read the output gradient and write the input gradient) at that copy bandwidth."
+    "'x floor' = median / floor (benchmarks/README.md, \"The floor\"): the bytes any implementation must move "
+    "(every level's features read once and the output written once; for -fwdbwd also the output gradient read "
+    "and the input gradient written) over the bandwidth of a torch copy of that many bytes, read plus written, "
+    "measured in the same run."
 )
 
 MASKRCNN_NOTE = (
@@ -68,6 +69,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
     rows = figures.summary_rows(throughput)
     models = figures.model_rows(figures.model_results(records))
     pairs = figures.pair_rows(throughput)
+    sweeps = figures.roi_sweep_rows(throughput)
     jit = figures.jit_records(records)
     machine = document.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw", "unknown CPU")
@@ -82,6 +84,12 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         figures.markdown_table(figures.HEADER, [figures.row_cells(r) for r in rows]),
         "",
         MODEL_NOTE,
+        "",
+        "## RoI-count sweeps, forward (median; speedup over torchvision CPU, same run)",
+        "",
+        figures.markdown_table(figures.SWEEP_HEADER, [figures.sweep_cells(r) for r in sweeps]),
+        "",
+        "![time and speedup vs RoIs](throughput_vs_rois.png)",
         "",
         "## Mask R-CNN with each MultiScaleRoIAlign (median; speedup of the whole step, same run)",
         "",
@@ -99,7 +107,6 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "",
         "## Plots",
         "",
-        "![throughput vs RoIs](throughput_vs_rois.png)",
         "![speedup](speedup.png)",
         "![history](history.png)",
         "",
@@ -112,6 +119,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "throughput": figures.row_dicts(rows),
         "maskrcnn": figures.row_dicts(models),
         "dtype_pairs": figures.row_dicts(pairs),
+        "roi_sweeps": [dict(row, speedup=r.speedup) for row, r in zip(figures.row_dicts(sweeps), sweeps)],
         "first_call": jit,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -119,16 +127,30 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
 
 
 def plot_throughput_vs_rois(out: Path, records: List[Dict]) -> None:
-    points = [r for r in figures.throughput_results(records) if r.sweep == "rois"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in dict.fromkeys(r.implementation for r in points):
-        mine = sorted((r.rois, r.rois_per_s) for r in points if r.implementation == name)
-        ax.plot([x for x, _ in mine], [y for _, y in mine], marker="o", label=name)
-    ax.set(xscale="log", yscale="log", xlabel="RoIs per call", ylabel="RoIs/s (median)",
-           title="box head on P2, forward: throughput vs number of RoIs")
-    ax.grid(True, which="both", alpha=0.3)
-    if points:
-        ax.legend()
+    """Per sweep family, the forward's median time by RoI count for each implementation (top) and our
+    speedup over torchvision CPU with the 2x target (bottom)."""
+    points = [r for r in figures.throughput_results(records) if r.sweep and r.sweep.startswith("rois-")]
+    families = list(dict.fromkeys(r.sweep for r in points)) or ["rois-p2"]
+    sweep_rows = figures.roi_sweep_rows(points)
+    fig, axes = plt.subplots(2, len(families), figsize=(4.5 * len(families), 7), squeeze=False)
+    for column, family in enumerate(families):
+        top, bottom = axes[0][column], axes[1][column]
+        mine = [r for r in points if r.sweep == family]
+        for name in dict.fromkeys(r.implementation for r in mine):
+            line = sorted((int(r.value), r.median_s * 1e3) for r in mine if r.implementation == name)
+            top.plot([x for x, _ in line], [y for _, y in line], marker="o", label=name)
+        top.set(xscale="log", yscale="log", ylabel="forward, ms (median)", title=family[len("rois-"):])
+        ratio = sorted((r.rois, r.speedup) for r in sweep_rows
+                       if f"rois-{r.family}" == family and r.speedup is not None)
+        bottom.plot([x for x, _ in ratio], [y for _, y in ratio], marker="o", color="C0", label=f"{OURS}")
+        bottom.axhline(2.0, color="grey", linestyle="--", label="target 2x")
+        bottom.axhline(1.0, color="red", linestyle=":", label="torchvision")
+        bottom.set(xscale="log", xlabel="RoIs per call", ylabel=f"speedup over {figures.BASELINE}")
+        for ax in (top, bottom):
+            ax.grid(True, which="both", alpha=0.3)
+        if mine:
+            top.legend(fontsize=8)
+            bottom.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "throughput_vs_rois.png", dpi=110)
     plt.close(fig)

@@ -66,7 +66,7 @@ def pytest_generate_tests(metafunc):
     config = metafunc.config
     if "case" in metafunc.fixturenames:
         chosen = selected_candidates(config)
-        cases = [(w, c) for w in selected_workloads(config) for c in chosen]
+        cases = [(w, c) for w in selected_workloads(config) for c in chosen if w.times(c.name)]
         metafunc.parametrize("case", cases, ids=[f"{w.name}-{c.name}" for w, c in cases])
     if "model_case" in metafunc.fixturenames:
         cases = selected_model_cases(config)
@@ -125,6 +125,10 @@ def pytest_terminal_summary(terminalreporter, config):
     if models:
         terminalreporter.write_sep("=", "Mask R-CNN with each MultiScaleRoIAlign (median; share of the step in RoI pooling)")
         terminalreporter.write_line(figures.text_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]))
+    sweeps = figures.roi_sweep_rows(throughput)
+    if sweeps:
+        terminalreporter.write_sep("=", "RoI-count sweeps, forward (median; speedup measured in this run)")
+        terminalreporter.write_line(figures.text_table(figures.SWEEP_HEADER, [figures.sweep_cells(r) for r in sweeps]))
     pairs = figures.pair_rows(throughput)
     if pairs:
         terminalreporter.write_sep("=", "dtype pairs: speedup over the same workload in float32 (same run)")

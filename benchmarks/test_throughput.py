@@ -65,7 +65,7 @@ def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roia
         seconds_per_call = warm_up(call, workload.num_rois, budget_s)
         rounds = rounds_for(seconds_per_call, budget_s, min_rounds, max_rounds)
         benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
-        copy_bytes_per_s = bandwidth.copy_bandwidth(nbytes, workload.threads or 0)
+        copy_bytes_per_s = bandwidth.copy_bandwidth(floor_bytes, workload.threads or 0)
     benchmark.extra_info.update(
         kind=figures.THROUGHPUT,
         workload=workload.name,

@@ -76,6 +76,12 @@ class Workload:
     # speedup over it aimed at (reported, not asserted).
     compared_with: Optional[str] = None
     target_speedup: Optional[float] = None
+    # The built-in implementations timed on it (None: all); plug-in targets always are.
+    implementations: Optional[Tuple[str, ...]] = None
+
+    def times(self, implementation: str) -> bool:
+        """Whether ``implementation`` is timed on this workload."""
+        return self.implementations is None or implementation in self.implementations or implementation.startswith("target:")
 
     @property
     def num_rois(self) -> int:
@@ -133,6 +139,27 @@ def dtype_pair(name: str, dtype: str = "bfloat16", target_speedup: Optional[floa
     return workloads
 
 
+# RoI counts of the sweeps on P2, the FPN pooler and the mask-head pooler (issue 15: at least 2x
+# torchvision's forward at every one), timed on ours and torchvision only (peers would add minutes).
+ROI_COUNTS = (16, 64, 128, 256, 1024, 4096)
+ROI_SWEEP_IMPLEMENTATIONS = ("numba", "torchvision-cpu", "torchvision-cuda")
+ROI_SWEEPS = {
+    "p2": dict(op="roi_align", strides=FPN_STRIDES[:1], output_size=7),
+    "fpn-pooler": dict(op="pooler", strides=FPN_STRIDES, output_size=7),
+    "mask-pooler": dict(op="pooler", strides=FPN_STRIDES, output_size=14),
+}
+
+
+def roi_sweeps() -> List[Workload]:
+    """``sweep-rois-{p2,fpn-pooler,mask-pooler}-{count}-fwd``: each family's forward at each of :data:`ROI_COUNTS`
+    (C=256, sampling 2, two images); ``sweep`` is ``rois-{family}``, ``value`` the count."""
+    return [
+        Workload(f"sweep-rois-{family}-{count}-fwd", channels=256, rois_per_image=count // 2, sampling_ratio=2,
+                 sweep=f"rois-{family}", value=count, implementations=ROI_SWEEP_IMPLEMENTATIONS, **fields)
+        for family, fields in ROI_SWEEPS.items() for count in ROI_COUNTS
+    ]
+
+
 def _sweep_point(axis: str, value, **changes) -> Workload:
     fields = dict(op="roi_align", strides=FPN_STRIDES[:1], channels=256, rois_per_image=256, output_size=7, sampling_ratio=2)
     fields.update(changes)
@@ -156,7 +183,7 @@ def all_workloads() -> List[Workload]:
         Workload("fpn2mlp-extractor-fwd", op="extractor", output_size=7, **fpn),
         *dtype_pair("box-head-p2", target_speedup=1.5, op="roi_align", output_size=7, **finest),
         *dtype_pair("box-head-fpn-pooler", target_speedup=1.5, op="pooler", output_size=7, **fpn),
-        *[_sweep_point("rois", n, rois_per_image=n // 2) for n in (64, 256, 1024, 4096)],
+        *roi_sweeps(),
         *[_sweep_point("channels", c, channels=c) for c in (64, 256)],
         *[_sweep_point("output", s, output_size=s) for s in (7, 14)],
         *[_sweep_point("threads", t, threads=t) for t in (1, 2)],

@@ -7,6 +7,8 @@
     roialign-suite report [--run] [--target ...]           # Markdown, JSON and plots under report/
     roialign-suite fuzz   [--target ...] --minutes N       # fuzz the properties; findings become corpus cases
     roialign-suite mutate [--only ID]                      # plant each catalogued bug in our code, check the suite catches it
+    roialign-suite warm                                    # compile every kernel variant into Numba's on-disk cache
+    roialign-suite crossover [--out DIR]                   # time our forward's two paths by RoI count, fit the cost model
 
 A target is ``MODULE:ATTR`` naming a callable with ``torchvision.ops.roi_align``'s
 signature. Every subcommand runs from any working directory and writes there.
@@ -130,8 +132,19 @@ def mutate(argv: Sequence[str]) -> int:
     return job(list(argv))
 
 
+def warm(argv: Sequence[str]) -> int:
+    """Compile every kernel variant into Numba's on-disk cache."""
+    from roialign_suite.benchmarks import jit
+    return jit.warm()
+
+
+def crossover(argv: Sequence[str]) -> int:
+    from roialign_suite.benchmarks import crossover as job
+    return job.main(list(argv))
+
+
 COMMANDS = {"check": check, "verify": verify, "bench": bench, "gate": gate, "report": report, "fuzz": fuzz,
-            "mutate": mutate}
+            "mutate": mutate, "crossover": crossover, "warm": warm}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

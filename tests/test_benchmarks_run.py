@@ -28,3 +28,6 @@ def test_quick_benchmarks_write_the_report(tmp_path):
     # The Mask R-CNN workloads ran with both poolers.
     timed = {(row["workload"], row["implementation"]) for row in summary["maskrcnn"]}
     assert timed == {(w, i) for w in ("maskrcnn-train", "maskrcnn-eval") for i in ("torchvision-cpu", "numba")}, timed
+    # Each RoI-count sweep ran on ours and torchvision at every count.
+    swept = {(row["family"], row["rois"]) for row in summary["roi_sweeps"] if row["baseline_ms"] is not None}
+    assert {family for family, _ in swept} == {"p2", "fpn-pooler", "mask-pooler"}, swept
