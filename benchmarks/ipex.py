@@ -27,8 +27,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from roialign_suite import impl
+from roialign_suite.benchmarks.runners import pooler_class
 from roialign_suite.benchmarks.workloads import Workload, all_workloads, build_inputs
-from roialign_suite.impl.pooler import Pooler
 
 WORKLOADS = ("box-head-p2-fwd", "box-head-fpn-pooler-fwd")
 
@@ -41,12 +41,6 @@ def ipex_roi_align() -> Callable:
     return torchvision.ops.roi_align
 
 
-class IpexPooler(Pooler):
-    """Our pooler (levels, row order) with IPEX's RoIAlign per level."""
-
-    roi_align = staticmethod(lambda *args: ipex_roi_align()(*args))
-
-
 def _call(workload: Workload, name: str, inputs, backward: bool) -> Callable[[], torch.Tensor]:
     features = [f.detach().requires_grad_(backward) for f in inputs.features]
     params = (workload.output_size, workload.scales[0], workload.sampling_ratio, workload.aligned)
@@ -54,9 +48,9 @@ def _call(workload: Workload, name: str, inputs, backward: bool) -> Callable[[],
         align = impl.roi_align if name == "ours" else ipex_roi_align()
         forward = lambda: align(features[0], inputs.rois, *params)  # noqa: E731
     else:
-        pooler_type = Pooler if name == "ours" else IpexPooler
-        pooler = pooler_type(workload.output_size, workload.scales, workload.sampling_ratio, workload.aligned,
-                             dialect="torchvision")
+        # As the benchmark suite times a pooler: ours, or ours with IPEX's RoIAlign per level.
+        pooler = pooler_class(impl.roi_align if name == "ours" else ipex_roi_align())(
+            workload.output_size, workload.scales, workload.sampling_ratio, workload.aligned)
         forward = lambda: pooler(features, inputs.boxes)  # noqa: E731
     if not backward:
         return forward
