@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Sequence
 
 from roialign_suite import paths
 
@@ -50,14 +50,19 @@ def _laid_out(x, layout: str):
     return x
 
 
-def every_variant() -> int:
+DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16")
+
+
+def every_variant(dtype_names: Sequence[str] = DTYPE_NAMES) -> int:
     """Run every kernel variant the operators can call, so each is compiled (or loaded from Numba's cache).
 
     A variant is a kernel specialised on its arrays' dtypes and layouts:
     each dtype (float32, float64, float16, bfloat16) x map layout
     (contiguous, channels_last, strided) x forward path (gather, convert),
     forward and backward, of one RoIAlign and of a four-level pooler.
-    Returns the number of calls made.
+    ``dtype_names`` narrows the dtypes (the quick smoke run takes float32
+    only: it checks the pipeline, and each dtype is a fifth of a minute of
+    cold compile). Returns the number of calls made.
     """
     import torch
 
@@ -66,7 +71,7 @@ def every_variant() -> int:
 
     calls = 0
     box = [[0.0, 1.0, 1.0, 6.0, 6.0]]
-    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+    for dtype in (getattr(torch, name) for name in dtype_names):
         for layout in LAYOUTS:
             for path in ("gather", "convert"):
                 with forward_path(path):
@@ -91,18 +96,19 @@ def warm() -> int:
     return 0
 
 
-def measure(cache_dir: Path) -> Dict[str, float]:
-    """Run :func:`main` in a fresh interpreter with Numba's cache in ``cache_dir``."""
+def measure(cache_dir: Path, dtype_names: Sequence[str] = DTYPE_NAMES) -> Dict[str, float]:
+    """Run :func:`main` in a fresh interpreter with Numba's cache in ``cache_dir``, its variants in ``dtype_names``."""
     env = paths.child_environment(dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DISABLE_JIT="0"))
     done = subprocess.run(
-        [sys.executable, "-m", "roialign_suite.benchmarks.jit"], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "roialign_suite.benchmarks.jit", *dtype_names], env=env, capture_output=True, text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"roialign_suite.benchmarks.jit child failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(dtype_names: Sequence[str] = DTYPE_NAMES) -> None:
     start = time.perf_counter()
     import torch  # noqa: F401  (timed apart: every caller of a torch op has paid it already)
 
@@ -113,10 +119,11 @@ def main() -> None:
     figures["import_s"] = time.perf_counter() - start
     figures.update(first_call())
     start = time.perf_counter()
-    every_variant()
+    every_variant(dtype_names)
     figures["every_variant_s"] = time.perf_counter() - start
+    figures["dtypes"] = list(dtype_names)
     print(json.dumps(figures))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or DTYPE_NAMES)

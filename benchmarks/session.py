@@ -86,6 +86,15 @@ def roialign_timing_plan(request):
     return (2.0 if budget is None else budget), (1 if min_rounds is None else min_rounds), 15
 
 
+@pytest.fixture(scope="session")
+def roialign_jit_dtypes(request):
+    """The dtypes whose kernel variants the first-call measurement compiles: all, or float32 alone in a
+    quick run (a pipeline check; each dtype adds about 15 s of cold compile, twice)."""
+    from roialign_suite.benchmarks.jit import DTYPE_NAMES
+
+    return ("float32",) if is_quick(request.config) else DTYPE_NAMES
+
+
 @pytest.fixture
 def roialign_record(request):
     """Register a ``benchmark`` fixture whose results the end-of-run summary reads."""
