@@ -159,8 +159,8 @@ def check_roi_values(rois: np.ndarray, levels: np.ndarray, num_images: int, num_
         raise ValueError(f"levels[{row}] = {int(levels[row])} is not a level of {num_levels} feature maps")
     if sampling_ratio > 0:
         return
-    grid_h, grid_w = bin_extents(rois, levels, scales, pooled, aligned)
-    grid = np.maximum(grid_h, grid_w)
+    bin_h, bin_w = bin_extents(rois, levels, scales, pooled, aligned)
+    grid = np.maximum(bin_h, bin_w)  # samples per axis before ceil
     bad = grid > MAX_GRID
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

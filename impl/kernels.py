@@ -318,16 +318,22 @@ def _sample_taps(start, bin_size, bins, grid, size):
 
 
 @njit(cache=True, inline="always")
-def _roi_samples(roi, spatial_scale, height, width, pooled_h, pooled_w, sampling_ratio, aligned):
-    """One RoI's samples on a ``height`` x ``width`` map, as both forward kernels read them:
-    ``(image, ys, wys, xs, wxs, grid_h, grid_w, count)`` (taps as :func:`_sample_taps`)."""
+def _roi_on_its_level(k, rois, levels, scales, map0, map1, map2, map3, height_axis, pooled_h, pooled_w,
+                      sampling_ratio, aligned):
+    """RoI ``k``'s level map and its samples there, as both forward kernels read them:
+    ``(features, image, ys, wys, xs, wxs, grid_h, grid_w, count)`` (taps as :func:`_sample_taps`).
+    ``height_axis`` is the maps' H axis (1 for NHWC, 2 for NCHW); W is the next."""
+    level = levels[k]
+    features = _level_map(level, map0, map1, map2, map3)
+    spatial_scale = scales[level]
+    roi = rois[k]
     b = np.int64(roi[0])
     start_h, start_w, bin_h, bin_w, grid_h, grid_w, count = _roi_geometry(
         roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned
     )
-    ys, wys = _sample_taps(start_h, bin_h, pooled_h, grid_h, height)
-    xs, wxs = _sample_taps(start_w, bin_w, pooled_w, grid_w, width)
-    return b, ys, wys, xs, wxs, grid_h, grid_w, count
+    ys, wys = _sample_taps(start_h, bin_h, pooled_h, grid_h, features.shape[height_axis])
+    xs, wxs = _sample_taps(start_w, bin_w, pooled_w, grid_w, features.shape[height_axis + 1])
+    return features, b, ys, wys, xs, wxs, grid_h, grid_w, count
 
 
 # How many samples along a row the NHWC forward asks for its taps' channel
@@ -360,12 +366,10 @@ def roi_align_forward_nhwc(
     channels = map0.shape[3]
     for i in prange(order.shape[0]):
         k = order[i]
-        level = levels[k]
-        if level < 0:
+        if levels[k] < 0:
             continue
-        features = _level_map(level, map0, map1, map2, map3)
-        b, ys, wys, xs, wxs, grid_h, grid_w, count = _roi_samples(
-            rois[k], scales[level], features.shape[1], features.shape[2], pooled_h, pooled_w, sampling_ratio, aligned
+        features, b, ys, wys, xs, wxs, grid_h, grid_w, count = _roi_on_its_level(
+            k, rois, levels, scales, map0, map1, map2, map3, 1, pooled_h, pooled_w, sampling_ratio, aligned
         )
         acc = _sum_buffer(map0, channels)
         for ph in range(pooled_h):
@@ -404,18 +408,6 @@ NCHW_CHANNEL_BLOCK = 16
 PREFETCH_CHANNELS = 2
 
 
-@njit(cache=True)
-def _distinct(pixels):
-    """The distinct values of the nondecreasing int64 ``pixels`` (a sample's taps along one axis), in order."""
-    found = np.empty(pixels.size, np.int64)
-    count = 0
-    for value in pixels.ravel():
-        if count == 0 or value != found[count - 1]:
-            found[count] = value
-            count += 1
-    return found[:count]
-
-
 @njit(cache=True, inline="always")
 def _prefetch_taps(plane, rows, columns):
     """Prefetch the line of every (row, column) pair of ``plane``: a RoI's tap rows and low tap columns
@@ -442,16 +434,14 @@ def roi_align_forward_nchw(
     blocks = -(-channels // NCHW_CHANNEL_BLOCK)
     for item in prange(order.shape[0] * blocks):
         k = order[item // blocks]
-        level = levels[k]
-        if level < 0:
+        if levels[k] < 0:
             continue
-        features = _level_map(level, map0, map1, map2, map3)
-        b, ys, wys, xs, wxs, grid_h, grid_w, count = _roi_samples(
-            rois[k], scales[level], features.shape[2], features.shape[3], pooled_h, pooled_w, sampling_ratio, aligned
+        features, b, ys, wys, xs, wxs, grid_h, grid_w, count = _roi_on_its_level(
+            k, rois, levels, scales, map0, map1, map2, map3, 2, pooled_h, pooled_w, sampling_ratio, aligned
         )
         mean = _as_sum(map0, count)
         # Dense samples (a small RoI, a 14x14 output) share rows and columns: prefetch each once.
-        rows, columns = _distinct(ys), _distinct(xs[:, 0])
+        rows, columns = np.unique(ys), np.unique(xs[:, 0])
         first = (item % blocks) * NCHW_CHANNEL_BLOCK
         last = min(first + NCHW_CHANNEL_BLOCK, channels)
         for c in range(first, min(first + PREFETCH_CHANNELS, last)):

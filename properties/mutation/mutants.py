@@ -138,10 +138,10 @@ MUTANTS: List[Mutant] = [
         KERNELS, "if low >= size - 1:", "if low > size - 1:",
     ),
     Mutant(
-        "kernel-forward-x-against-height", "swapped axes", "the NHWC forward clamps x against the height instead of the width",
+        "kernel-forward-x-against-height", "swapped axes", "the forward clamps x against the height instead of the width",
         KERNELS,
-        "rois[k], scales[level], features.shape[1], features.shape[2], pooled_h",
-        "rois[k], scales[level], features.shape[1], features.shape[1], pooled_h",
+        "xs, wxs = _sample_taps(start_w, bin_w, pooled_w, grid_w, features.shape[height_axis + 1])",
+        "xs, wxs = _sample_taps(start_w, bin_w, pooled_w, grid_w, features.shape[height_axis])",
     ),
     Mutant(
         "kernel-forward-y-weights-swapped", "swapped weights", "forward weights wy0 and wy1 exchanged",
@@ -198,10 +198,8 @@ MUTANTS: List[Mutant] = [
         KERNELS, "for c in range(dst.shape[0]):", "for c in range(dst.shape[0] - 1):",
     ),
     Mutant(
-        "kernel-forward-finest-scale", "pooler", "the NCHW forward pools every level at the finest level's scale",
-        KERNELS,
-        "rois[k], scales[level], features.shape[2], features.shape[3], pooled_h",
-        "rois[k], scales[0], features.shape[2], features.shape[3], pooled_h",
+        "kernel-forward-finest-scale", "pooler", "the forward pools every level at the finest level's scale",
+        KERNELS, "spatial_scale = scales[level]", "spatial_scale = scales[0]",
     ),
     Mutant(
         "kernel-nchw-block-last-channel-skipped", "channel index",
