@@ -20,15 +20,18 @@ last, so the file ends holding that one.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
+
+import torch
 
 from roialign_suite import paths
 from roialign_suite.properties import isolation
 from roialign_suite.properties.fuzz.corpus import corpus_name, write_case
 from roialign_suite.properties.replay import entry_fields
-from roialign_suite.properties.strategies import RoIAlignCase
+from roialign_suite.properties.strategies import RoIAlignCase, case_of_tensors, layout_of
 from roialign_suite.properties.tolerances import forward_oracle
 
 FINDINGS_FOLDER = "roialign-findings"
@@ -70,16 +73,47 @@ class Findings:
         return write_case([entry], self.directory, f"crash-{test_function}", implementation.name, key="latest")
 
 
+def current_test() -> str:
+    """The name of the pytest test running now (``test_x[params]``), or ``"call"`` outside pytest."""
+    running = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return running.split("::")[-1].split(" ")[0] if running else "call"
+
+
+def _rows(boxes) -> torch.Tensor:
+    """``boxes`` (``Tensor[K, 5]`` or per-image ``Tensor[L, 4]``) as float64 rows, unchecked: the
+    input of a crash may be one the kernel should have refused."""
+    if isinstance(boxes, torch.Tensor):
+        return boxes.detach().double().reshape(-1, 5)
+    return torch.cat([torch.zeros(0, 5, dtype=torch.float64)] + [
+        torch.cat([torch.full((len(b), 1), float(i), dtype=torch.float64), b.detach().double().reshape(-1, 4)], 1)
+        for i, b in enumerate(boxes)])
+
+
+def record_call_death(name: str, input: torch.Tensor, boxes, params: tuple, outcome: isolation.Outcome,
+                      direction: str) -> Path:
+    """Write the call of implementation ``name`` that died (``outcome``) in its ``direction``
+    (``forward`` / ``backward``) to the run's findings folder; the file's path."""
+    from roialign_suite.properties.implementations import resolve
+
+    rois = _rows(boxes)
+    case = case_of_tensors(input, rois, *params).replace(layout=layout_of(input))
+    if input.numel():  # an empty map has no values to keep (and nested lists lose its shape)
+        case = case.replace(values=input.double().tolist())
+    replayed = "backward_matches_reference" if direction == "backward" else "forward_matches_reference"
+    directory = isolation.settings.findings or findings_dir()
+    return Findings(directory, current_test()).record_death(resolve(name), case, outcome, replayed)
+
+
 def check_isolated(check: Callable, implementation, case: RoIAlignCase, *args, findings: Optional[Findings] = None,
                    replayed: str = "forward_matches_reference") -> None:
-    """``check(implementation, case, *args)``, in a child process where
-    :func:`isolation.needs_isolation`; what it raises is re-raised here. If the child dies,
-    :class:`isolation.Crash` names the case, and the corpus entry written to ``findings``
-    (replaying the corpus property ``replayed``)."""
-    if not isolation.needs_isolation(implementation, case):
+    """``check(implementation, case, *args)``, in the implementation's worker where its record is
+    isolated (``isolation.is_isolated``), else here; what it raises is re-raised here. If the
+    worker dies, :class:`isolation.Crash` names the case, and the corpus entry written to
+    ``findings`` (replaying the corpus property ``replayed``)."""
+    if not isolation.is_isolated(implementation):
         check(implementation, case, *args)
         return
-    outcome = isolation.run_isolated(check, implementation, case, *args, device=implementation.device)
+    outcome = isolation.run_in_worker_of(implementation, check, implementation, case, *args)
     if not outcome.died:
         outcome.result()
         return

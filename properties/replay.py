@@ -128,7 +128,7 @@ def diverging_implementation(entry: dict):
 
 def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> None:
     """The recorded divergence is reproduced: the same death (``observed_crash``: the call, and
-    the backward for a gradient property, run in a child process on the case as it is, dies
+    the backward for a gradient property, run in its worker process on the case as it is, dies
     with the same signal or exit status;
     ``observed_timeout_s``: it still hangs that long), an input gradient NaN at exactly the
     recorded ``[n, c, y, x]`` (``observed_gradient_nan``, upstream gradient from ``grad_seed``),
@@ -136,10 +136,9 @@ def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> Non
     (within ``tolerance.observed_atol``, default the implementation's bound) still farther
     than ``tolerance.diverges_by_more_than`` (default that bound) from ``expected``."""
     if entry.get("observed_crash") or entry.get("observed_timeout_s"):
-        timeout = float(entry.get("observed_timeout_s") or isolation.DEFAULT_TIMEOUT_S)
+        timeout = float(entry.get("observed_timeout_s") or isolation.settings.timeout_s)
         backward = entry.get("property", "forward_matches_reference") in GRADIENT_PROPERTIES
-        outcome = isolation.run_isolated(call_raw, implementation, case, backward, device=implementation.device,
-                                         timeout=timeout)
+        outcome = isolation.run_in_worker_of(implementation, call_raw, implementation, case, backward, timeout=timeout)
         recorded = {key: entry[key] for key in ("observed_crash", "observed_timeout_s") if entry.get(key)}
         assert outcome.died and outcome.observed() == recorded, (
             f"{implementation.name} no longer dies as recorded ({entry.get('observed_crash') or 'a hang'}): "

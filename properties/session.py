@@ -28,7 +28,21 @@ from hypothesis import settings
 
 from roialign_suite.plugin import is_suite_module, names
 from roialign_suite.properties import implementations as registry
+from roialign_suite.properties import isolation
+from roialign_suite.properties.findings import findings_dir
 from roialign_suite.impl import threads
+
+
+def pytest_configure(config):
+    try:
+        isolation.configure(config.getoption("roialign_isolate"), config.getoption("roialign_call_timeout"),
+                            findings_dir(config))
+    except ValueError as error:
+        raise pytest.UsageError(f"--roialign-call-timeout: {error}") from None
+
+
+def pytest_unconfigure(config):
+    isolation.close_workers()
 
 
 def implementations_under_test(config) -> List[registry.Implementation]:
@@ -43,9 +57,8 @@ def implementations_under_test(config) -> List[registry.Implementation]:
             f"--roialign-implementation {unknown}: choose from {sorted(set(known) - {'reference'})}"
         )
     builtins = [known[n] for n in wanted] if wanted else [i for i in known.values() if i.verified_by_default]
-    if not targets:
-        return builtins
-    return targets + (builtins if config.getoption("roialign_with_builtins") else [])
+    chosen = targets + (builtins if config.getoption("roialign_with_builtins") else []) if targets else builtins
+    return [isolation.isolated(i) if isolation.isolates(i) else i for i in chosen]
 
 
 def params(implementations) -> list:

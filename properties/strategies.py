@@ -192,6 +192,15 @@ def with_layout(values: torch.Tensor, layout: str) -> torch.Tensor:
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
 
+def layout_of(features: torch.Tensor) -> str:
+    """The layout :func:`with_layout` stores ``features`` in, by its strides; ``"contiguous"`` for
+    any other (its values are then written as a contiguous map)."""
+    for layout in LAYOUTS:
+        if with_layout(torch.empty(features.shape, dtype=torch.uint8), layout).stride() == features.stride():
+            return layout
+    return "contiguous"
+
+
 # --- parameters -----------------------------------------------------------------
 
 def feature_shapes(min_images: int = 1, max_images: int = 3, max_channels: int = 4, max_side: int = 24,

@@ -2,9 +2,9 @@
 
 Cases are the usual generated ones and zero sizes (N, C, H, W, K = 0, alone
 and together), in every dtype the implementation's record lists. Third-party
-kernels run zero-size cases in a child process: a kernel that kills its
-process there is reported as a failure naming the case, the case is written
-to the run's findings (``properties/findings.py``), and the run goes on.
+kernels run in a worker process (``properties/isolation.py``): a kernel that
+kills its process is reported as a failure naming the case, the case is
+written to the run's findings (``properties/findings.py``), and the run goes on.
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def test_output_and_gradient_follow_the_contract(implementation, sizes, data, re
 
 
 def test_integer_input_is_refused(implementation):
-    if implementation.ours:
+    if not isolation.is_isolated(implementation):
         contract.check_refuses_integer_input(implementation)
         return
-    outcome = isolation.run_isolated(contract.check_refuses_integer_input, implementation, device=implementation.device)
+    outcome = isolation.run_in_worker_of(implementation, contract.check_refuses_integer_input, implementation)
     outcome.result(f"{implementation.name} on an integer map")
 
 

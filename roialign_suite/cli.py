@@ -62,10 +62,15 @@ def check(argv: Sequence[str]) -> int:
     parser.add_argument("--profile", help="Hypothesis profile: ci, dev, thorough")
     parser.add_argument("--max-examples", type=int, help="examples per property")
     parser.add_argument("--seed", type=int, help="seed for a random, reproducible run")
+    parser.add_argument("--isolate", choices=("third-party", "all", "none"),
+                        help="which kernels run in a worker process (default third-party: all but ours)")
+    parser.add_argument("--call-timeout", type=float, metavar="SECONDS",
+                        help="an isolated call running longer is a hang (default 60)")
     args = parser.parse_args(own)
     options = _suite_options(args)
     options += [f"--roialign-implementation={n}" for n in args.implementation]
-    for name in ("level_mapper", "level_dialect", "report", "summary", "profile", "max_examples", "seed"):
+    for name in ("level_mapper", "level_dialect", "report", "summary", "profile", "max_examples", "seed", "isolate",
+                 "call_timeout"):
         value = getattr(args, name)
         if value is not None:
             options.append(f"--roialign-{name.replace('_', '-')}={value}")

@@ -17,7 +17,7 @@ Options (``pytest --help``, group "roialign"):
   comma-separated), ``--roialign-with-builtins``, ``--roialign-level-mapper=MODULE:ATTR``
   and ``--roialign-level-dialect``;
 - how: ``--roialign-profile``, ``--roialign-max-examples``, ``--roialign-seed``,
-  ``--roialign-corpus``;
+  ``--roialign-corpus``, ``--roialign-isolate``, ``--roialign-call-timeout``;
 - adoption: ``--roialign-xfails=FILE`` (expected failures with reasons),
   ``--roialign-strict-xfails``, ``--roialign-report=FILE.json``,
   ``--roialign-summary=FILE.md``;
@@ -67,6 +67,11 @@ def pytest_addoption(parser):
     add("max-examples", type=int, default=None, metavar="N", help="examples per property (overrides the profile)")
     add("seed", type=int, default=None, metavar="N",
         help="seed every property (a random, reproducible run; turns derandomization off)")
+    add("isolate", default="third-party", choices=("third-party", "all", "none"),
+        help="which kernels' calls run in a worker process, so that a crash or hang is a finding and the run "
+        "goes on: third-party (every kernel but ours; default), all, none")
+    add("call-timeout", type=float, default=60.0, metavar="SECONDS",
+        help="an isolated call running longer is a hang: its worker is killed and the example fails (default 60)")
     add("corpus", default=os.environ.get("ROIALIGN_CORPUS"), metavar="DIR",
         help="replay this corpus folder instead of the shipped one (default: env ROIALIGN_CORPUS)")
     add("xfails", action="append", default=[], metavar="FILE",

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -48,12 +49,12 @@ def test_isolated_call_returns_what_it_returned():
     assert outcome.kind == isolation.RETURNED and torch.equal(outcome.result(), torch.arange(4))
 
 
-def test_isolated_call_reraises_what_it_raised_with_the_childs_traceback():
+def test_isolated_call_reraises_what_it_raised_with_the_workers_traceback():
     outcome = isolation.run_isolated(_raise)
     assert outcome.kind == isolation.RAISED and not outcome.died
     with pytest.raises(ValueError, match="refused, clearly") as raised:
         outcome.result()
-    assert "isolated child" in "".join(raised.value.__notes__)
+    assert "isolated worker" in "".join(raised.value.__notes__)
 
 
 @pytest.mark.parametrize("fn, args, observed", [
@@ -72,9 +73,10 @@ def _parallel_sum(x):
     return float((x * 3).sum())
 
 
-def test_a_forked_child_survives_the_parents_openmp_pool():
-    """GNU OpenMP's threads do not survive a fork: without ``set_num_threads(1)`` in the child, its
-    first parallel region waits for them for ever (measured)."""
+def test_a_worker_survives_the_callers_openmp_pool():
+    """GNU OpenMP's threads do not survive a fork: a child forked from a process that ran a
+    parallel region waits for them for ever in its own first one (measured). Workers are forked
+    from a zygote that never runs one, so the caller's pool does not matter."""
     x = torch.randn(3000, 3000)
     with_threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -94,9 +96,11 @@ def test_a_hanging_child_is_killed_after_the_timeout():
 
 
 def test_a_value_that_cannot_be_sent_back_is_a_clear_error():
-    outcome = isolation.run_isolated(lambda: (lambda: None))  # a lambda does not pickle
+    outcome = isolation.run_isolated(threading.Lock)  # a lock does not pickle
     with pytest.raises(RuntimeError, match="could not be sent back"):
         outcome.result()
+    with pytest.raises(AttributeError, match="Can't pickle local object"):  # nor does a lambda: the caller's error
+        isolation.run_isolated(lambda: None)
 
 
 def test_bad_timeout_is_refused():
@@ -113,26 +117,70 @@ def test_records_pickle_by_name_so_a_spawned_child_rebuilds_them():
         registry.resolve("nope")
 
 
-def test_spawned_child_runs_a_check_on_a_record_passed_by_name():
+def test_a_worker_runs_a_check_on_a_record_passed_by_name_and_restarts_after_a_death():
     target = registry.target(CRASHER)
-    died = isolation.run_isolated(contract.check_output_contract, target, EMPTY_MAP, torch.float32, method="spawn")
+    died = isolation.run_isolated(contract.check_output_contract, target, EMPTY_MAP, torch.float32, key="t")
     assert died.observed() == {"observed_crash": {"signal": "SIGSEGV"}}
     fine = isolation.run_isolated(contract.check_output_contract, target, EMPTY_MAP.replace(boxes=()),
-                                  torch.float32, method="spawn")
+                                  torch.float32, key="t")
     assert fine.kind == isolation.RETURNED, fine.describe()
+    assert isolation.worker("t").starts == 2
 
 
-def test_only_third_party_zero_size_cases_are_isolated():
+@pytest.mark.parametrize("choice, ours_isolated, theirs_isolated", [
+    ("third-party", False, True), ("all", True, True), ("none", False, False)])
+def test_the_runs_choice_says_whose_calls_run_in_a_worker(monkeypatch, choice, ours_isolated, theirs_isolated):
+    monkeypatch.setattr(isolation, "settings", isolation.Settings())
+    isolation.configure(isolate=choice)
     ours, theirs = registry.by_name()["numba"], registry.target(CRASHER)
-    ordinary = EMPTY_MAP.replace(shape=(1, 2, 4, 3))
-    assert isolation.needs_isolation(theirs, EMPTY_MAP) and isolation.needs_isolation(theirs, ordinary.replace(boxes=()))
-    assert not isolation.needs_isolation(theirs, ordinary) and not isolation.needs_isolation(ours, EMPTY_MAP)
+    assert (isolation.isolates(ours), isolation.isolates(theirs)) == (ours_isolated, theirs_isolated)
+    with pytest.raises(ValueError, match="isolate must be one of third-party, all, none"):
+        isolation.configure(isolate="some")
+    with pytest.raises(ValueError, match="call timeout must be a positive number"):
+        isolation.configure(timeout_s=0)
+
+
+def test_an_isolated_kernel_gives_its_own_output_and_gradient():
+    """Forward and backward through the worker equal the kernel's in-process results bitwise."""
+    kernel = registry.by_name()["torchvision-cpu"]
+    through_worker = isolation.isolated(kernel)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    boxes = [torch.tensor([[0.5, 1.0, 4.0, 6.5]], dtype=torch.float64), torch.tensor([[1.0, 0.0, 3.0, 5.0]], dtype=torch.float64)]
+    grad_output = torch.randn(2, 3, 2, 3, dtype=torch.float64)
+    results = []
+    for record in (kernel, through_worker):
+        leaf = x.detach().clone().requires_grad_(True)
+        out = record.roi_align(leaf, boxes, (2, 3), 0.5, 2, True)
+        out.backward(grad_output)
+        results.append((out.detach(), leaf.grad))
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert pickle.loads(pickle.dumps(through_worker)).roi_align is kernel.roi_align  # rebuilt in-process by name
+
+
+def test_an_isolated_kernel_that_dies_or_hangs_raises_a_crash_naming_the_call_and_writes_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(isolation, "settings", isolation.Settings(findings=tmp_path, timeout_s=2.0))
+    x, boxes = torch.randn(1, 2, 5, 5), torch.tensor([[0, 0.0, 0.0, 12.0, 3.0]])
+    crasher = isolation.isolated(registry.target("roialign_suite.properties.fuzz.planted:segfaulting_roi_align"))
+    with pytest.raises(isolation.Crash, match=r"crashed with SIGSEGV in its forward on features \[1, 2, 5, 5\] float32"
+                       r".*boxes \[\[0.0, 0.0, 0.0, 12.0, 3.0\]\].*aligned=True; corpus entry written to"):
+        crasher.roi_align(x, boxes, 2, 1.0, 2, True)
+    assert crasher.roi_align(x, boxes, 2, 1.0, 2, False).shape == (1, 2, 2, 2)  # a new worker, and the run goes on
+    hanger = isolation.isolated(registry.target("roialign_suite.properties.fuzz.planted:hanging_roi_align"))
+    with pytest.raises(isolation.Crash, match=r"hung \(killed after 2 s\) in its forward"):
+        hanger.roi_align(x, boxes, 2, 1.0, 3, False)
+    written = [json.loads(p.read_text())[0] for p in sorted(tmp_path.glob("*.json"))]
+    deaths = [{k: e[k] for k in ("observed_crash", "observed_timeout_s") if k in e} for e in written]
+    assert sorted(map(json.dumps, deaths)) == [json.dumps({"observed_crash": {"signal": "SIGSEGV"}}),
+                                               json.dumps({"observed_timeout_s": 2.0})]
+    for entry in written:  # each replays: the same death on the kernel, the definition's output
+        case = case_from_entry(entry)
+        assert torch.equal(case.features(), x) and case.sampling_ratio in (2, 3)
 
 
 # --- findings -------------------------------------------------------------------------------
 
 def test_a_crash_fails_the_check_names_the_input_and_writes_a_replayable_entry(tmp_path):
-    target = registry.target(CRASHER)
+    target = isolation.isolated(registry.target(CRASHER))
     where = findings.Findings(tmp_path, "test_x[target]")
     with pytest.raises(isolation.Crash, match=r"crashed with SIGSEGV on case = RoIAlignCase\(shape=\(1, 2, 0, 3\)") as crash:
         findings.check_isolated(contract.check_output_contract, target, EMPTY_MAP, torch.float64, findings=where)

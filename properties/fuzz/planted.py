@@ -1,4 +1,4 @@
-"""Deliberately broken RoIAligns: an edge-case bug for the fuzzer, and a crash for the crash isolation.
+"""Deliberately broken RoIAligns: an edge-case bug for the fuzzer, crashes and a hang for the isolation.
 
 ``roi_align`` is our kernel (``impl.roi_align``) except that every output bin
 with a sample lying exactly on the last feature row (``y == H - 1`` in
@@ -12,6 +12,7 @@ put a sample on that line show it; everything else is exact. Used by
 from __future__ import annotations
 
 import ctypes
+import threading
 
 import torch
 from torch import Tensor
@@ -54,4 +55,22 @@ def crashing_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scal
     """
     if (input.shape[2] == 0 or input.shape[3] == 0) and rois_from_boxes(boxes, input).shape[0] > 0:
         ctypes.string_at(0)
+    return impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def segfaulting_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
+                          sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+    """``impl.roi_align``, except that with ``aligned=True`` a box wider than 4 feature pixels kills
+    the process with SIGSEGV: a crash on an ordinary property's example (crash isolation, end to end)."""
+    rois = rois_from_boxes(boxes, input)
+    if aligned and bool(((rois[:, 3] - rois[:, 1]) * spatial_scale > 4).any()):
+        ctypes.string_at(0)
+    return impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def hanging_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
+                      sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+    """``impl.roi_align``, except that ``sampling_ratio == 3`` never returns (hang isolation, end to end)."""
+    if sampling_ratio == 3:
+        threading.Event().wait()
     return impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
