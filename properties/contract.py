@@ -78,7 +78,11 @@ def non_overlapping_and_dense(t: Tensor) -> bool:
 
 def obeys_layout_contract(grad: Tensor, variable: Tensor) -> bool:
     """autograd's layout contract for a leaf's ``.grad`` (``torch/csrc/autograd/utils/grad_layout_contract.h``):
-    ``variable``'s strides (sizes 1 aside) where it is non-overlapping and dense, else contiguous."""
+    ``variable``'s strides (sizes 1 aside) where it is non-overlapping and dense, else contiguous.
+    A gradient without elements keeps it whatever its strides: it has no memory layout to
+    observe (the strides of an empty tensor are arbitrary; torch's own differ by constructor)."""
+    if grad.numel() == 0:
+        return True
     if non_overlapping_and_dense(variable):
         return all(g == v if size != 1 else g != 0
                    for size, g, v in zip(grad.shape, grad.stride(), variable.stride()))

@@ -119,4 +119,4 @@ def check_isolated(check: Callable, implementation, case: RoIAlignCase, *args, f
         return
     written = "" if findings is None else (
         f"; corpus entry written to {findings.record_death(implementation, case, outcome, replayed)}")
-    raise isolation.Crash(f"{implementation.name} {outcome.describe()} on case = {case!r}{written}")
+    raise isolation.Crash(f"{implementation.name} {outcome.describe()} on case = {case!r}{written}", outcome)

@@ -59,7 +59,12 @@ RETURNED, RAISED, CRASHED, TIMED_OUT = "returned", "raised", "crashed", "timed o
 
 
 class Crash(AssertionError):
-    """An isolated call killed its process or hung: a finding (fails the test that made the call)."""
+    """An isolated call killed its process or hung: a finding (fails the test that made the call).
+    ``outcome``: the :class:`Outcome` (how it died), where known."""
+
+    def __init__(self, message: str, outcome: Optional["Outcome"] = None):
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class Outcome:
             return self.value
         if self.kind == RAISED:
             raise self.error
-        raise Crash(f"{what} {self.describe()}")
+        raise Crash(f"{what} {self.describe()}", self)
 
 
 def _exit_outcome(code: Optional[int]) -> Outcome:
@@ -446,7 +451,7 @@ class IsolatedRoIAlign:
             return outcome.result()
         written = _record_death(self.name, input.detach(), boxes, params, outcome, direction)
         raise Crash(f"{self.name} {outcome.describe()} in its {direction} on "
-                    f"{describe_call(input, boxes, params)}{written}")
+                    f"{describe_call(input, boxes, params)}{written}", outcome)
 
 
 class _ThroughWorker(torch.autograd.Function):

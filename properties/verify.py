@@ -5,8 +5,10 @@ stride-8 map of a 400x608 image, RoIs of every size, crossing borders,
 degenerate and inverted ones), runs each implementation forward and backward
 in float32, float64, float16 and bfloat16 (the dtypes its record lists) and
 both pixel conventions, and prints the worst absolute error against the
-reference. It exits non-zero when an error is above the bound for its dtype,
-so it can be scripted.
+reference. Third-party kernels run in a worker process
+(``properties/isolation.py``): one that dies is a failed row saying how, and
+the table goes on. It exits non-zero when an error is above the bound for its
+dtype or a kernel died, so it can be scripted.
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
 from roialign_suite import reference
 from roialign_suite.properties import implementations as registry
+from roialign_suite.properties import isolation
 from roialign_suite.properties.checks import assert_backward_within_bound, assert_forward_within_bound
 from roialign_suite.properties.strategies import case_of_tensors
 from roialign_suite.properties.strategies import RoIAlignCase
@@ -50,6 +53,8 @@ class Row:
     seconds: float
     ok: bool
     bound: float
+    # How the kernel died on the workload (an isolated call: ``isolation.Crash``), or None.
+    death: Optional[str] = None
 
 
 def default_workload(num_rois: int = 96, channels: int = 8, seed: int = 0):
@@ -141,13 +146,24 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
                     expected = reference.roi_align(x, boxes.to(dtype).double(), 7, 0.125, 2, aligned)
                     expected.backward(grad_out)
                     oracles[key] = (expected.detach(), x.grad)
-                rows_out.append(check(impl, features, boxes, dtype, aligned, *oracles[key], grad_out))
+                if isolation.isolates(impl):
+                    impl = isolation.isolated(impl)
+                try:
+                    rows_out.append(check(impl, features, boxes, dtype, aligned, *oracles[key], grad_out))
+                except isolation.Crash as death:
+                    nan = float("nan")
+                    rows_out.append(Row(impl.name, str(dtype).removeprefix("torch."), aligned, nan, nan, nan, False,
+                                        nan, death=death.outcome.describe() if death.outcome else str(death)))
+                    print(f"{impl.name}: {death}", file=sys.stderr)
     print(f"RoIAlign vs the float64 reference: {boxes.shape[0]} RoIs, features {tuple(features.shape)}, "
           "output 7x7, spatial_scale 1/8, sampling_ratio 2")
     header = f"{'implementation':<20}{'dtype':<9}{'aligned':<9}{'fwd max|err|':>14}{'bwd max|err|':>14}{'seconds':>9}  verdict"
     print(header)
     print("-" * len(header))
     for r in rows_out:
+        if r.death:
+            print(f"{r.implementation:<20}{r.dtype:<9}{str(r.aligned):<9}{'':>37}  FAIL ({r.death})")
+            continue
         if r.bound == DERIVED:
             note = " (derived bound)"
         elif r.bound == BOUND[getattr(torch, r.dtype)]:
@@ -171,7 +187,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="device the targets run on (default cpu)")
     args = parser.parse_args(argv)
     rows: List[Row] = []
-    return 0 if run(rows, args.target, args.device) else 1
+    try:
+        return 0 if run(rows, args.target, args.device) else 1
+    finally:
+        isolation.close_workers()
 
 
 if __name__ == "__main__":

@@ -111,6 +111,28 @@ def test_planted_bug_is_found_written_and_fails_the_replay(tmp_path, compiled_ke
 
 
 @pytest.mark.fuzz
+def test_a_kernel_that_kills_the_process_is_a_finding_isolated_and_an_incomplete_campaign_otherwise(tmp_path):
+    """A target that segfaults on aligned boxes wider than 4 feature pixels. Isolated (the default
+    for a target), the crash is a finding written to the corpus (exit 1); run in-process
+    (``--isolate none``) the worker's pytest dies, and the campaign says so and exits 2."""
+    crasher = "roialign_suite.properties.fuzz.planted:segfaulting_roi_align"
+    narrow = ["--files", "properties/test_differential.py", "-k", "test_forward_matches_reference"]
+
+    def campaign(name: str, *args: str) -> subprocess.CompletedProcess:
+        return fuzz("--target", crasher, *narrow, "--seconds", "45", "--grace", "90", "--seed", "3", *args,
+                    "--db", str(tmp_path / f"{name}-db"), "--corpus", str(tmp_path / name),
+                    "--out", str(tmp_path / f"{name}-run"), timeout=300)
+
+    isolated = campaign("isolated")
+    assert isolated.returncode == 1, isolated.stdout + isolated.stderr
+    (entries,) = written_cases(tmp_path / "isolated").values()
+    assert entries[0]["observed_crash"] == {"signal": "SIGSEGV"} and entries[0]["aligned"], entries
+    in_process = campaign("in-process", "--isolate", "none")
+    assert in_process.returncode == 2, in_process.stdout + in_process.stderr
+    assert "pytest killed by SIGSEGV" in in_process.stderr and "INCOMPLETE" in in_process.stdout
+
+
+@pytest.mark.fuzz
 @pytest.mark.skipif(redis_server_missing() is not None, reason=f"{redis_server_missing()}")
 def test_two_workers_share_one_redis_database(tmp_path, compiled_kernels):
     import redis

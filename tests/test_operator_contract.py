@@ -255,6 +255,9 @@ def _suite(tmp_path, *args):
     properties = paths.package_dir("properties")
     command = paths.pytest_command([properties / "test_operator_contract.py", properties / "test_corpus.py"],
                                    "-q", "-rA", "-p", "no:cacheprovider", f"--roialign-corpus={tmp_path / 'corpus'}",
+                                   # A crash is under test, not a hang: the planted kernel is ours, and a
+                                   # fresh worker may compile a variant for long on a loaded machine.
+                                   "--roialign-call-timeout=900",
                                    *args)
     env = paths.child_environment(dict(os.environ, CI="true"))
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -277,3 +280,38 @@ def test_crashing_kernel_is_a_finding_and_the_run_goes_on(tmp_path):
         replay.stdout)
     ours = _suite(tmp_path, "--roialign-implementation=numba", "-k", "test_replay")
     assert ours.returncode == 0, ours.stdout
+
+
+def test_a_kernel_that_crashes_or_hangs_on_ordinary_examples_gets_a_complete_report(tmp_path):
+    """Two planted targets on an ordinary property: one segfaults on aligned boxes wider than 4
+    feature pixels, one hangs on sampling_ratio 3. The run completes; the JSON report and the
+    summary name, for each, the property, the minimal input and the signal or the timeout; each
+    finding is in the corpus folder."""
+    planted_targets = {"segfaulting_roi_align": "crashed with SIGSEGV", "hanging_roi_align": "hung (killed after 3 s)"}
+    properties = paths.package_dir("properties")
+    report, summary = tmp_path / "report.json", tmp_path / "summary.md"
+    command = paths.pytest_command(
+        [properties / "test_differential.py"], "-q", "-p", "no:cacheprovider", "-k", "test_forward_matches_reference",
+        f"--roialign-corpus={tmp_path / 'corpus'}", "--roialign-call-timeout=3", "--roialign-max-examples=20",
+        f"--roialign-report={report}", f"--roialign-summary={summary}",
+        *[f"--roialign-target=roialign_suite.properties.fuzz.planted:{name}" for name in planted_targets])
+    run = subprocess.run(command, cwd=tmp_path, env=paths.child_environment(dict(os.environ, CI="true")),
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 1, run.stdout + run.stderr
+    tests = {t["implementation"].rsplit(":", 1)[-1]: t for t in json.loads(report.read_text())["tests"]}
+    written = {p.name: json.loads(p.read_text())[0] for p in (tmp_path / "corpus").glob("*.json")}
+    for name, death in planted_targets.items():
+        failure = tests[name]["failure"]["message"]
+        assert tests[name]["outcome"] == "failed" and tests[name]["property"] == "test_forward_matches_reference"
+        assert death in failure and "in its forward on features [" in failure and "boxes [[" in failure, failure
+        assert death in summary.read_text()
+        (entry,) = [e for f, e in written.items() if name.replace("_", "") in f.replace("_", "")]
+        assert entry.get("observed_crash") == {"signal": "SIGSEGV"} or entry.get("observed_timeout_s") == 3.0
+
+
+def test_a_gradient_without_elements_keeps_the_layout_contract_whatever_its_strides():
+    """The dev profile's false alarm: x.grad strides (0, 1, 2, 2) 'breaking' the contract for x of the
+    same strides, shape (1, 2, 0, 1): nothing to lay out."""
+    x = torch.empty_strided((1, 2, 0, 1), (0, 1, 2, 2))
+    assert contract.obeys_layout_contract(torch.empty_strided((1, 2, 0, 1), (0, 1, 2, 2)), x)
+    assert not contract.obeys_layout_contract(torch.empty_strided((1, 2, 1, 1), (0, 1, 2, 2)), x.new_empty(1, 2, 1, 1))

@@ -7,7 +7,8 @@
     python -m roialign_suite.properties.fuzz accept FILE --reason "..."         # pin a third-party divergence
 
 Exit status: 0 no failure found, 1 failures found (see the summary and the
-corpus folder), 2 usage or worker errors.
+corpus folder), 2 usage errors, or a worker's pytest died or errored (named
+in the summary: the campaign is incomplete).
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def campaign_parser() -> argparse.ArgumentParser:
     target.add_argument("--device", help="device of the --target kernels (cpu, cuda)")
     target.add_argument("--level-mapper", metavar="MODULE:ATTR", help="level mapper under test")
     target.add_argument("--level-dialect", help="the dialect the --level-mapper claims (default torchvision)")
+    target.add_argument("--isolate", choices=("third-party", "all", "none"),
+                        help="which kernels run in a worker process (default third-party: every kernel but ours)")
+    target.add_argument("--call-timeout", type=float, metavar="SECONDS",
+                        help="an isolated call running longer is a hang (default 60)")
     target.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression selecting properties")
     target.add_argument("--files", nargs="+", metavar="FILE",
                         help=f"property files (default: {' '.join(default_files())})")
@@ -76,6 +81,10 @@ def pytest_args(args) -> List[str]:
         passed.append(f"--roialign-level-mapper={args.level_mapper}")
     if args.level_dialect:
         passed.append(f"--roialign-level-dialect={args.level_dialect}")
+    if args.isolate:
+        passed.append(f"--roialign-isolate={args.isolate}")
+    if args.call_timeout:
+        passed.append(f"--roialign-call-timeout={args.call_timeout}")
     if args.keyword:
         passed += ["-k", args.keyword]
     return passed
@@ -129,10 +138,14 @@ def main_campaign(argv: List[str]) -> int:
                 print(f"[fuzz] --engine hypofuzz: {problem}", file=sys.stderr)
                 return 2
             campaign.replay_only = True
-        totals = Runner(campaign).run()
+        runner = Runner(campaign)
+        totals = runner.run()
     finally:
         if server is not None:
             server.stop()
+    if runner.died:
+        print(f"[fuzz] the campaign is incomplete: {'; '.join(runner.died)}", file=sys.stderr)
+        return 2
     if totals.rounds == 0:
         return 2
     return 1 if totals.findings else 0

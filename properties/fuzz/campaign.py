@@ -94,6 +94,8 @@ class Runner:
         self.workers = [Worker(i) for i in range(1 if campaign.replay_only else campaign.workers)]
         self.start = time.monotonic()
         self.wall_deadline = time.time() + campaign.budget_s
+        # Rounds whose pytest died or errored (not 0 or 1): the campaign is incomplete, and says so.
+        self.died: List[str] = []
 
     # --- one round ----------------------------------------------------------------------
     def round_seed(self, worker: Worker) -> int:
@@ -145,8 +147,10 @@ class Runner:
             worker.stopped = "nothing left to fuzz"
         elif code not in (0, 1):  # 0: all passed, 1: failures found (recorded by the plugin)
             tail = log_path.read_text()[-3000:]
-            worker.stopped = f"pytest exited {code}"
-            self.echo(f"[fuzz] worker {worker.index} round {worker.rounds - 1}: pytest exited {code}; "
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+            worker.stopped = f"pytest {how}"
+            self.died.append(f"worker {worker.index} round {worker.rounds - 1}: pytest {how} (log {log_path})")
+            self.echo(f"[fuzz] worker {worker.index} round {worker.rounds - 1}: pytest {how}; "
                       f"log {log_path}:\n{tail}")
         if self.c.replay_only:
             worker.stopped = worker.stopped or "replayed once"
@@ -214,6 +218,8 @@ class Runner:
         stopped = [f"worker {w.index}: {w.stopped}" for w in self.workers if w.stopped]
         if stopped:
             text += "\n" + "; ".join(stopped)
+        if self.died:
+            text += "\nINCOMPLETE: " + "; ".join(self.died)
         (self.c.out / "summary.txt").write_text(text + "\n")
         (self.c.out / "summary.json").write_text(json.dumps(asdict(totals), indent=1))
         self.echo(text)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from roialign_suite.properties import isolation
 from roialign_suite.properties.checks import case_for
 from roialign_suite.properties.strategies import RoIAlignCase
 from roialign_suite.properties.replay import (
@@ -103,6 +104,8 @@ def entries_for(implementation, case: RoIAlignCase, violations: Iterable[Violati
     expected = _nested(forward_oracle(case).value)
     try:
         outcome = {"observed": _nested(case.run(implementation.roi_align))}
+    except isolation.Crash as death:  # an isolated kernel died on it: pinned as the death it is
+        outcome = death.outcome.observed() if death.outcome else {"observed_exception": {"type": "Crash"}}
     except Exception as error:
         outcome = {"observed_exception": {"type": type(error).__name__, "message_contains": str(error)}}
     entries = []

@@ -15,6 +15,7 @@ import ctypes
 import threading
 
 import torch
+import torchvision
 from torch import Tensor
 
 from roialign_suite import impl
@@ -60,17 +61,19 @@ def crashing_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scal
 
 def segfaulting_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
                           sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
-    """``impl.roi_align``, except that with ``aligned=True`` a box wider than 4 feature pixels kills
-    the process with SIGSEGV: a crash on an ordinary property's example (crash isolation, end to end)."""
+    """``torchvision.ops.roi_align``, except that with ``aligned=True`` a box wider than 4 feature
+    pixels kills the process with SIGSEGV: a crash on an ordinary property's example (crash
+    isolation, end to end). torchvision's kernel, not ours: no JIT compilation in a fresh worker."""
     rois = rois_from_boxes(boxes, input)
     if aligned and bool(((rois[:, 3] - rois[:, 1]) * spatial_scale > 4).any()):
         ctypes.string_at(0)
-    return impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+    return torchvision.ops.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
 
 
 def hanging_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
                       sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
-    """``impl.roi_align``, except that ``sampling_ratio == 3`` never returns (hang isolation, end to end)."""
+    """``torchvision.ops.roi_align``, except that ``sampling_ratio == 3`` never returns (hang
+    isolation, end to end)."""
     if sampling_ratio == 3:
         threading.Event().wait()
-    return impl.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+    return torchvision.ops.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)

@@ -199,6 +199,10 @@ def pytest_configure(config):
     if not os.environ.get(STATS_ENV):
         raise pytest.UsageError(f"roialign_suite.properties.fuzz.plugin is run by python -m roialign_suite.properties.fuzz (needs env {STATS_ENV})")
     _round = FuzzRound()
+    if _round.corpus is not None:  # an isolated kernel's deaths are findings of the campaign too
+        from roialign_suite.properties import isolation
+
+        isolation.configure(findings=_round.corpus)
     seed_hypothesis(_round.snapshot.seed)
     add_observability_callback(_round.observe)
     _round.save()
