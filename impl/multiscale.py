@@ -113,12 +113,12 @@ class MultiScaleRoIAlign(nn.Module):
 
     Scales. Each level's ``spatial_scale`` is inferred on every call from the
     map and the largest image height and width, ``2 ** round(log2(map / image))``
-    (:func:`impl.pooler.infer_scales`). torchvision infers from the height alone,
-    once, on its first call; here the width must give the same scale and the
-    scales must halve from level to level, else ``ValueError``. With torchvision's
-    ``GeneralizedRCNNTransform`` (batch padded to a multiple of 32) the two
-    agree, and equal ``1 / stride``, whenever the batch's largest height and
-    largest width are each at least 68 px (``tests/test_maskrcnn.py`` checks every
+    (:func:`impl.pooler.scale_exponents`, in integer arithmetic). torchvision infers
+    from the height alone, once, on its first call; here the width must give the
+    same scale and the scales must halve from level to level, else ``ValueError``.
+    With torchvision's ``GeneralizedRCNNTransform`` (batch padded to a multiple of
+    32) the two agree, and equal ``1 / stride``, whenever the batch's largest height
+    and largest width are each at least 68 px (``tests/test_maskrcnn.py`` checks every
     side up to 1400 px); with the default ``min_size=800, max_size=1333`` that is
     any aspect ratio up to 19:1. On smaller sides padding can round the ratio to the
     wrong power of two: where height and width then disagree torchvision pools
@@ -128,9 +128,17 @@ class MultiScaleRoIAlign(nn.Module):
     Boxes inverted along one axis (negative area) are pooled from the lowest
     level (:mod:`impl.levels`); torchvision's level for them is undefined
     (NaN cast to int64). Bad arguments raise ``TypeError`` / ``ValueError``
-    naming them. The forward checks metadata only and leaves the data
-    (finite boxes) to the ``torch.ops.roialign_suite`` operators it calls, so
-    ``torch.compile(fullgraph=True)`` captures it whole.
+    naming them (in TorchScript those of the boxes, image sizes and scales; the
+    operators check the data).
+
+    Capture (:func:`multiscale_roi_align`): scriptable (``torch.jit.script`` of a whole
+    Mask R-CNN), one leaf in ``torch.fx.symbolic_trace``, and one graph under
+    ``torch.compile(fullgraph=True)``, with static or dynamic shapes: the forward checks
+    metadata only, leaves the data (finite boxes) to the ``torch.ops.roialign_suite``
+    operators, and its scales are guards on sizes, never on data. Compiled alone with
+    Python ints as ``image_shapes``, it recompiles once more than torchvision's per
+    batch size of 2 or more that comes back with other image sizes (dynamo specializes
+    ints it sees first; we read them on every call, torchvision on its first only).
     """
 
     def __init__(

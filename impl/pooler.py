@@ -105,15 +105,8 @@ def largest_image_size(image_sizes: List[Tuple[int, int]]) -> Tuple[int, int]:
         h, w = size
         if h <= 0 or w <= 0:
             raise ValueError(f"image_sizes[{i}] must be a positive (h, w), got ({h}, {w})")
-        # sym_max: no guard on which image is largest under torch.compile's symbolic sizes.
-        image_h, image_w = _larger(image_h, h), _larger(image_w, w)
+        image_h, image_w = max(image_h, h), max(image_w, w)
     return image_h, image_w
-
-
-def _larger(a: int, b: int) -> int:
-    if torch.jit.is_scripting():
-        return max(a, b)
-    return torch.sym_max(a, b)
 
 
 def scale_exponents(map_sizes: List[List[int]], image_h: int, image_w: int) -> List[int]:

@@ -21,13 +21,15 @@ NAMES = maskrcnn.FEATMAP_NAMES
 STRIDES = (4, 8, 16, 32)
 
 # Batches of image (h, w) in the order they are pooled: image sizes change at batch size 1
-# (dynamo turns on dynamic shapes at the second size), and batch sizes 2 and 3 come in between.
+# (dynamo turns on dynamic shapes at the second size), batch sizes 2 and 3 come in between, and
+# the two batches of 2 take their largest height and largest width from different images.
 BATCHES = [
     [(200, 240)],
     [(256, 320)],
     [(300, 200), (280, 250)],
     [(160, 416)],
     [(224, 224), (200, 180), (240, 300)],
+    [(250, 300), (290, 220)],
     [(320, 288)],
 ]
 # 800x40 pads to 800x64: P2 is 200x16, scale 1/4 by the height but 1/2 by the width.
@@ -51,8 +53,10 @@ def _batch(image_sizes, seed, channels=2):
 
 
 def _compiled_outputs_equal_eager(module, batches, dynamic):
-    """Pools ``batches`` with ``torch.compile(module, fullgraph=True)``; returns the graphs compiled."""
+    """Pools ``batches`` with ``torch.compile(module, fullgraph=True)``; returns the graphs compiled so far
+    after each batch."""
     counter = CompileCounter()
+    graphs = []
     torch._dynamo.reset()
     try:
         compiled = torch.compile(module, fullgraph=True, backend=counter, dynamic=dynamic)
@@ -60,15 +64,24 @@ def _compiled_outputs_equal_eager(module, batches, dynamic):
             x, boxes, image_shapes = _batch(image_sizes, seed)
             out = compiled(x, boxes, image_shapes)
             assert torch.equal(out, module(x, boxes, image_shapes)), image_sizes
+            graphs.append(counter.frame_count)
     finally:
         torch._dynamo.reset()
-    return counter.frame_count
+    return graphs
 
 
 def test_compiled_at_changing_sizes_equals_eager_with_no_more_recompiles_than_torchvision():
+    """Until a batch size of 2 or more comes back with other image sizes, ours compiles no more graphs than
+    torchvision's. Then ours recompiles once more (once per such batch size): dynamo first sees the ints
+    of image_shapes[1:] in that batch size's graph and specializes them; we read them on every call (the
+    scale check), torchvision only on its first. The next graph has them dynamic."""
     ours = _compiled_outputs_equal_eager(impl.MultiScaleRoIAlign(NAMES, 7, 2), BATCHES, dynamic=None)
     theirs = _compiled_outputs_equal_eager(torchvision.ops.MultiScaleRoIAlign(NAMES, 7, 2), BATCHES, dynamic=None)
-    assert ours <= theirs, (ours, theirs)
+    sizes_by_count = {}
+    for i, image_sizes in enumerate(BATCHES):
+        sizes_by_count.setdefault(len(image_sizes), set()).add(tuple(image_sizes))
+        revisited = sum(1 for count, seen in sizes_by_count.items() if count > 1 and len(seen) > 1)
+        assert ours[i] <= theirs[i] + revisited, (BATCHES[: i + 1], ours, theirs)
 
 
 def test_compiled_dynamic_from_the_start_equals_eager_and_still_rejects_disagreeing_scales():
@@ -76,7 +89,7 @@ def test_compiled_dynamic_from_the_start_equals_eager_and_still_rejects_disagree
     keeps list lengths static) and every image size after the first reuses it."""
     module = impl.MultiScaleRoIAlign(NAMES, 7, 2)
     graphs = _compiled_outputs_equal_eager(module, BATCHES, dynamic=True)
-    assert graphs <= len({len(image_sizes) for image_sizes in BATCHES}), graphs
+    assert graphs[-1] <= len({len(image_sizes) for image_sizes in BATCHES}), graphs
     # The scales are guards on sizes: a batch whose height and width disagree re-traces and raises
     # (under fullgraph=True dynamo reports our ValueError as an uncaught exception, message included).
     torch._dynamo.reset()
