@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from roialign_suite import impl
-from roialign_suite.impl.pooler import Pooler, c4_box_head_pooler, fpn_box_head_pooler, infer_scales, pyramid_levels
+from roialign_suite.impl.pooler import (
+    Pooler,
+    c4_box_head_pooler,
+    fpn_box_head_pooler,
+    infer_scales,
+    power_of_two_exponent,
+    pyramid_levels,
+)
 from roialign_suite.reference import levels as ref_levels
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
 from roialign_suite.reference import pooler as ref_pooler
@@ -108,6 +115,20 @@ def test_inferred_scales_height_and_width_must_agree():
     # 40 px wide at stride 32 is 2 px: 2/40 rounds to 1/16, while the height says 1/32.
     with pytest.raises(ValueError, match="level 0: .* from the height but .* from the width"):
         infer_scales([(25, 2)], [(800, 40)])
+
+
+def test_integer_scale_rounding_is_torchvisions_float32_rounding_nearest_the_ties():
+    """Our exponent is exact; torchvision rounds ``log2`` of the float32 ratio. They can only differ for
+    ratios within float32 roundoff of a tie ``2 ** (k + 1/2)``: check the 300 pairs of sides up to 3000
+    px nearest a tie (the nearest, 2786 / 1970, is 2.6e-7 off in relative terms), in both orders."""
+    sides = torch.arange(1, 3001, dtype=torch.float64)
+    log_ratio = torch.log2(sides[:, None] / sides[None, :])
+    distance = (log_ratio - torch.floor(log_ratio) - 0.5).abs().flatten()
+    nearest = torch.topk(distance, 300, largest=False).indices
+    for numerator, denominator in zip((nearest // 3000 + 1).tolist(), (nearest % 3000 + 1).tolist()):
+        for n, d in ((numerator, denominator), (denominator, numerator)):
+            theirs = ref_pooler.torchvision_inferred_scales([(n, n)], [(d, d)])
+            assert [2.0 ** power_of_two_exponent(n, d)] == theirs, (n, d)
 
 
 @pytest.mark.parametrize("images", [[], [(0, 10)]])
