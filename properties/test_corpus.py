@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from roialign_suite.properties import implementations as registry
+from roialign_suite.properties import isolation
 from roialign_suite.properties.session import implementations_under_test
 from roialign_suite.properties.replay import (
     PROPERTIES,
@@ -30,11 +31,16 @@ from roialign_suite.properties.tolerances import FLOAT64, assert_within, forward
 
 
 def _implementations_for(entry: dict, config) -> List:
-    """Registry entries named by the case (``"*"`` or absent: every implementation under test)."""
+    """Registry entries named by the case (``"*"`` or absent: every implementation under test).
+    A run of ``--roialign-target`` kernels replays what is under test only: the cases pinned
+    for a built-in it does not check are left out (their built-in's runs replay them)."""
     named = entry.get("implementation", "*")
     if named == "*":
         return implementations_under_test(config)
     names = [named] if isinstance(named, str) else named
+    if config.getoption("roialign_target"):
+        under_test = {i.name for i in implementations_under_test(config)}
+        names = [n for n in names if n in under_test]
     known = registry.by_name()
     return [known.get(n, n) for n in names]
 
@@ -59,10 +65,12 @@ def pytest_generate_tests(metafunc):
 
 
 def _resolve(name: str, config):
-    for impl in implementations_under_test(config) + registry.builtin():
+    """The record called ``name``: the one under test, else the built-in (isolated as the run chooses)."""
+    for impl in implementations_under_test(config):
         if impl.name == name:
             return impl
-    raise LookupError(name)
+    impl = registry.resolve(name)
+    return isolation.isolated(impl) if isolation.isolates(impl) else impl
 
 
 def test_reference_gives_the_recorded_expected(corpus_entry):
@@ -75,8 +83,8 @@ def test_reference_gives_the_recorded_expected(corpus_entry):
 
 
 def test_replay(corpus_entry, implementation_name, request):
-    """Third-party kernels replay zero-size cases in a child process (``properties.findings``):
-    a recorded crash fails this replay instead of ending the run."""
+    """Third-party kernels replay in their worker process (``properties.findings``): a crash
+    fails this replay instead of ending the run."""
     implementation = _resolve(implementation_name, request.config)
     case = case_from_entry(corpus_entry)
     description = f"{corpus_entry.get('description', '')}\ncase = {case!r}"
