@@ -10,7 +10,6 @@ so it can be scripted.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import List, Sequence
 
 import torch
 
-from roialign_suite import reference
+from roialign_suite import options, reference
 from roialign_suite.properties import implementations as registry
 from roialign_suite.properties.checks import assert_backward_within_bound, assert_forward_within_bound
 from roialign_suite.properties.strategies import case_of_tensors
@@ -165,13 +164,12 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="roialign-suite verify", description=__doc__.splitlines()[0])
-    parser.add_argument("--target", action="append", default=[], metavar="MODULE:ATTR",
-                        help="also check this roi_align (torchvision.ops.roi_align's signature); repeatable")
-    parser.add_argument("--device", default="cpu", help="device the targets run on (default cpu)")
+    options.importable_from_cwd()
+    parser = options.OneLineParser(prog="roialign-suite verify", description=__doc__.splitlines()[0])
+    options.add_to_argparse(parser, options.VERIFY)
     args = parser.parse_args(argv)
     rows: List[Row] = []
-    return 0 if run(rows, args.target, args.device) else 1
+    return 0 if run(rows, args.roialign_target or [], args.roialign_device or "cpu") else 1
 
 
 if __name__ == "__main__":

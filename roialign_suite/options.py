@@ -159,7 +159,8 @@ def workload_names(value: str) -> str:
 
 # --- the declarations -------------------------------------------------------------------
 
-CHECK, BENCH, JOBS = "check", "bench", "jobs"  # jobs: gate and report (their pytest options after --)
+# The commands: check, bench, verify, fuzz; jobs: gate and report (their pytest options after --).
+CHECK, BENCH, VERIFY, FUZZ, JOBS = "check", "bench", "verify", "fuzz", "jobs"
 
 
 @dataclass(frozen=True)
@@ -187,19 +188,19 @@ class Option:
 OPTIONS: Tuple[Option, ...] = (
     Option("target", "verify (and time) this roi_align (torchvision.ops.roi_align's signature) instead of the "
            "built-ins; repeatable; treated as third-party", callable_object, default=[], metavar="MODULE:ATTR",
-           repeatable=True, commands=(CHECK, BENCH, JOBS)),
+           repeatable=True, commands=(CHECK, BENCH, VERIFY, FUZZ, JOBS)),
     Option("device", "device the targets run on (cpu, cuda or cuda:N); default cpu", device, default="cpu",
-           metavar="DEVICE", commands=(CHECK, BENCH, JOBS)),
+           metavar="DEVICE", commands=(CHECK, BENCH, VERIFY, FUZZ, JOBS)),
     Option("implementation", "built-in implementation(s) to verify or time (repeatable or comma-separated; "
            "default: the registry's defaults; see roialign_suite.properties.implementations)", implementation,
-           default=[], metavar="NAME", repeatable=True, commands=(CHECK,)),
+           default=[], metavar="NAME", repeatable=True, commands=(CHECK, FUZZ)),
     Option("with-builtins", "with --roialign-target, also verify the built-in implementations", flag=True,
-           default=False, commands=(CHECK,)),
+           default=False, commands=(CHECK, FUZZ)),
     Option("level-mapper", "LevelMapper class under test (torchvision's constructor and call)", callable_object,
-           metavar="MODULE:ATTR", commands=(CHECK,)),
+           metavar="MODULE:ATTR", commands=(CHECK, FUZZ)),
     Option("level-dialect", "the level formula the level mapper claims to follow (torchvision, "
            "maskrcnn_benchmark, detectron2; default torchvision)", level_dialect, default="torchvision",
-           metavar="DIALECT", commands=(CHECK,)),
+           metavar="DIALECT", commands=(CHECK, FUZZ)),
     Option("profile", "Hypothesis profile: ci (derandomized), dev, thorough (default: a profile your conftest "
            "loaded, else env ROIALIGN_PROFILE, else ci under CI, else dev)", profile, metavar="NAME",
            commands=(CHECK,)),

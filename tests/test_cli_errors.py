@@ -62,8 +62,10 @@ def test_plugin_option(tmp_path, option, value, problem):
 
 
 @pytest.mark.parametrize("command", [["check", "--level-mapper"], ["bench", "--device", "tpu"],
-                                     ["gate", "--target", "roialign_suite.paths.import_root"]],
-                         ids=["check-missing-value", "bench-device", "gate-target"])
+                                     ["gate", "--target", "roialign_suite.paths.import_root"],
+                                     ["verify", "--target", "roialign_suite.paths:no_such_function"],
+                                     ["fuzz", "--device", "tpu"]],
+                         ids=["check-missing-value", "bench-device", "gate-target", "verify-target", "fuzz-device"])
 def test_other_command_lines(tmp_path, command):
     """A value left out, and the subcommands sharing the target options, answer the same way."""
     done = run(tmp_path, "-m", "roialign_suite", *command)
