@@ -39,7 +39,7 @@ FINDINGS_FOLDER = "roialign-findings"
 
 def findings_dir(config=None) -> Path:
     """Where a run writes its findings: ``--roialign-corpus`` if given, else ``./roialign-findings``."""
-    chosen = config.getoption("roialign_corpus") if config is not None else None
+    chosen = (config.getoption("roialign_corpus") if config is not None else None) or os.environ.get("ROIALIGN_CORPUS")
     return Path(chosen) if chosen else paths.work_dir() / FINDINGS_FOLDER
 
 

@@ -48,12 +48,9 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
-# Seconds one isolated call may take before it counts as a hang (--roialign-call-timeout).
-DEFAULT_TIMEOUT_S = 60.0
+from roialign_suite.options import DEFAULT_CALL_TIMEOUT_S, ISOLATE_CHOICES
 # Seconds a new worker may take to warm up (imports, JIT loading) before its first call.
 WARM_UP_TIMEOUT_S = 300.0
-# --roialign-isolate: which implementations' calls run in a worker.
-ISOLATE_CHOICES = ("third-party", "all", "none")
 
 RETURNED, RAISED, CRASHED, TIMED_OUT = "returned", "raised", "crashed", "timed out"
 
@@ -344,7 +341,7 @@ class Settings:
     """The run's isolation choices (set by the plugin and the commands: :func:`configure`)."""
 
     isolate: str = "third-party"
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    timeout_s: float = DEFAULT_CALL_TIMEOUT_S
     # Where a death's input is written (``properties/findings.py``); None: ./roialign-findings.
     findings: Optional[Path] = None
 

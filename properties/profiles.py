@@ -5,9 +5,9 @@
 - ``dev``: the local default; random, remembers failures in ``.hypothesis/``.
 - ``thorough``: many more examples, for a long hunt.
 
-Choice, first match wins: ``--roialign-profile NAME``, env ``ROIALIGN_PROFILE``,
-``ci`` when env ``CI`` is set, else ``dev``; Hypothesis's own
-``--hypothesis-profile`` is applied after and wins over all of them.
+Choice, first match wins (``roialign_suite.plugin.load_profile``): ``--roialign-profile NAME``,
+Hypothesis's own ``--hypothesis-profile``, a profile the user's conftest loaded, env
+``ROIALIGN_PROFILE``, ``ci`` when env ``CI`` is set, else ``dev``.
 ``--roialign-max-examples`` and ``--roialign-seed`` derive a profile from the
 chosen one (a seed turns derandomization off: the run is random but
 reproducible from that seed).
@@ -20,14 +20,13 @@ from __future__ import annotations
 import os
 from typing import Mapping, Optional
 
-from hypothesis import HealthCheck, settings
 
 # Numba compiles (or loads its cache) on the first call, and the float64
 # reference is plain Python loops: example timings vary too much for a deadline.
 _COMMON = dict(
     deadline=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=("too_slow", "data_too_large"),  # HealthCheck names
 )
 
 PROFILES = {
@@ -38,8 +37,12 @@ PROFILES = {
 
 
 def register() -> None:
+    """Register the profiles with Hypothesis (imported here: the plugin imports this module only in a suite run)."""
+    from hypothesis import HealthCheck, settings
+
     for name, options in PROFILES.items():
-        settings.register_profile(name, **options)
+        checks = [HealthCheck[check] for check in options["suppress_health_check"]]
+        settings.register_profile(name, **dict(options, suppress_health_check=checks))
 
 
 def chosen(requested: Optional[str] = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -52,11 +55,27 @@ def chosen(requested: Optional[str] = None, environ: Mapping[str, str] = os.envi
     return "ci" if environ.get("CI") else "dev"
 
 
+def why_chosen(requested: Optional[str] = None, environ: Mapping[str, str] = os.environ) -> str:
+    """Which rule of :func:`chosen` picked the profile, in words."""
+    if requested:
+        return "--roialign-profile"
+    if environ.get("ROIALIGN_PROFILE"):
+        return "env ROIALIGN_PROFILE"
+    return "env CI is set" if environ.get("CI") else "the suite's default"
+
+
 def load(requested: Optional[str] = None, max_examples: Optional[int] = None, seed: Optional[int] = None,
          environ: Mapping[str, str] = os.environ) -> str:
     """Register the profiles and load the chosen one (derived for ``max_examples`` / ``seed``); returns its name."""
     register()
-    name = chosen(requested, environ)
+    return derive(chosen(requested, environ), max_examples, seed)
+
+
+def derive(name: str, max_examples: Optional[int] = None, seed: Optional[int] = None) -> str:
+    """Load the registered profile ``name``, or one derived from it for ``max_examples`` / ``seed``
+    (a seed turns derandomization off); returns the loaded profile's name."""
+    from hypothesis import settings
+
     changes = {}
     if max_examples is not None:
         if max_examples < 1:

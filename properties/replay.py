@@ -36,7 +36,7 @@ CORPUS = Path(__file__).parent / "corpus"
 
 def corpus_root(config=None) -> Path:
     """The corpus folder a run replays: ``--roialign-corpus``, else the shipped one."""
-    chosen = config.getoption("roialign_corpus") if config is not None else os.environ.get("ROIALIGN_CORPUS")
+    chosen = (config.getoption("roialign_corpus") if config is not None else None) or os.environ.get("ROIALIGN_CORPUS")
     return Path(chosen) if chosen else CORPUS
 
 # property name -> check(implementation, case, entry); aliases keep other writers' names.

@@ -12,7 +12,6 @@ dtype or a kernel died, so it can be scripted.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from roialign_suite import reference
+from roialign_suite import options, reference
 from roialign_suite.properties import implementations as registry
 from roialign_suite.properties import isolation
 from roialign_suite.properties.checks import assert_backward_within_bound, assert_forward_within_bound
@@ -181,14 +180,14 @@ def run(rows_out: List[Row], targets: Sequence[str] = (), device: str = "cpu") -
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="roialign-suite verify", description=__doc__.splitlines()[0])
-    parser.add_argument("--target", action="append", default=[], metavar="MODULE:ATTR",
-                        help="also check this roi_align (torchvision.ops.roi_align's signature); repeatable")
-    parser.add_argument("--device", default="cpu", help="device the targets run on (default cpu)")
+    options.importable_from_cwd()
+    parser = options.OneLineParser(prog="roialign-suite verify", description=__doc__.splitlines()[0])
+    options.add_to_argparse(parser, options.VERIFY)
     args = parser.parse_args(argv)
+    isolation.configure(args.roialign_isolate, args.roialign_call_timeout)
     rows: List[Row] = []
     try:
-        return 0 if run(rows, args.target, args.device) else 1
+        return 0 if run(rows, args.roialign_target or [], args.roialign_device or "cpu") else 1
     finally:
         isolation.close_workers()
 

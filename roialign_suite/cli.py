@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-from roialign_suite import paths
+from roialign_suite import options, paths
 
 
 def _split(argv: Sequence[str]):
@@ -32,51 +32,20 @@ def _split(argv: Sequence[str]):
     return argv, []
 
 
-def _targets(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", action="append", default=[], metavar="MODULE:ATTR",
-                        help="a roi_align with torchvision.ops.roi_align's signature; repeatable")
-    parser.add_argument("--device", default=None, help="device the targets run on (cpu or cuda)")
-
-
-def _suite_options(args) -> List[str]:
-    options = [f"--roialign-target={t}" for t in args.target]
-    if args.device:
-        options.append(f"--roialign-device={args.device}")
-    return options
+def _parser(prog: str, command: str, description: Optional[str], add_help: bool = True) -> argparse.ArgumentParser:
+    """A one-line-error parser holding ``command``'s options (:mod:`roialign_suite.options`); a
+    ``MODULE:ATTR`` is resolved as the pytest child will, from the working directory."""
+    options.importable_from_cwd()
+    parser = options.OneLineParser(prog=prog, description=description, add_help=add_help)
+    options.add_to_argparse(parser, command)
+    return parser
 
 
 def check(argv: Sequence[str]) -> int:
     """The property suite on the targets (or the built-ins): pytest on the installed properties."""
     own, extra = _split(argv)
-    parser = argparse.ArgumentParser(prog="roialign-suite check", description=check.__doc__)
-    _targets(parser)
-    parser.add_argument("--implementation", action="append", default=[], metavar="NAME",
-                        help="built-in implementation(s) to verify instead (e.g. onnxruntime)")
-    parser.add_argument("--level-mapper", metavar="MODULE:ATTR", help="a LevelMapper class to verify too")
-    parser.add_argument("--level-dialect", help="the dialect it claims (default torchvision)")
-    parser.add_argument("--xfails", action="append", default=[], metavar="FILE", help="expected-failures file")
-    parser.add_argument("--strict-xfails", action="store_true",
-                        help="a listed expected failure that passes, or an entry that matches nothing, fails the run")
-    parser.add_argument("--report", metavar="FILE.json", help="JSON report of every property x implementation")
-    parser.add_argument("--summary", metavar="FILE.md", help="Markdown summary of the report")
-    parser.add_argument("--profile", help="Hypothesis profile: ci, dev, thorough")
-    parser.add_argument("--max-examples", type=int, help="examples per property")
-    parser.add_argument("--seed", type=int, help="seed for a random, reproducible run")
-    parser.add_argument("--isolate", choices=("third-party", "all", "none"),
-                        help="which kernels run in a worker process (default third-party: all but ours)")
-    parser.add_argument("--call-timeout", type=float, metavar="SECONDS",
-                        help="an isolated call running longer is a hang (default 60)")
-    args = parser.parse_args(own)
-    options = _suite_options(args)
-    options += [f"--roialign-implementation={n}" for n in args.implementation]
-    for name in ("level_mapper", "level_dialect", "report", "summary", "profile", "max_examples", "seed", "isolate",
-                 "call_timeout"):
-        value = getattr(args, name)
-        if value is not None:
-            options.append(f"--roialign-{name.replace('_', '-')}={value}")
-    options += [f"--roialign-xfails={f}" for f in args.xfails]
-    options += ["--roialign-strict-xfails"] * args.strict_xfails
-    command = paths.pytest_command([paths.package_dir("properties")], *options, *extra)
+    args = _parser("roialign-suite check", options.CHECK, check.__doc__).parse_args(own)
+    command = paths.pytest_command([paths.package_dir("properties")], *options.forwarded(args), *extra)
     print("+ " + " ".join(command), flush=True)
     return subprocess.run(command, env=paths.child_environment(), check=False).returncode
 
@@ -90,26 +59,20 @@ def verify(argv: Sequence[str]) -> int:
 def bench(argv: Sequence[str]) -> int:
     """Time every workload (``--target`` too) and save the run under ``.benchmarks/``."""
     own, extra = _split(argv)
-    parser = argparse.ArgumentParser(prog="roialign-suite bench", description=bench.__doc__)
-    _targets(parser)
-    parser.add_argument("--quick", action="store_true", help="toy sizes, one round (checks the pipeline)")
-    args = parser.parse_args(own)
+    args = _parser("roialign-suite bench", options.BENCH, bench.__doc__).parse_args(own)
     from roialign_suite.benchmarks.gate import storage
 
-    options = _suite_options(args) + (["--roialign-quick"] if args.quick else
-                                      ["--benchmark-autosave", f"--benchmark-storage={storage()}"])
-    command = paths.pytest_command([paths.package_dir("benchmarks")], "-q", *options, *extra)
+    saving = [] if args.roialign_quick else ["--benchmark-autosave", f"--benchmark-storage={storage()}"]
+    command = paths.pytest_command([paths.package_dir("benchmarks")], "-q", *options.forwarded(args), *saving, *extra)
     print("+ " + " ".join(command), flush=True)
     return subprocess.run(command, env=paths.child_environment(), check=False).returncode
 
 
 def _with_targets(prog: str, main, argv: Sequence[str]) -> int:
     """``main(argv)`` of a job whose pytest arguments follow ``--``, with ``--target`` turned into them."""
-    parser = argparse.ArgumentParser(prog=prog, add_help=False)
-    _targets(parser)
-    args, rest = parser.parse_known_args(list(argv))
+    args, rest = _parser(prog, options.JOBS, None, add_help=False).parse_known_args(list(argv))
     own, extra = _split(rest)
-    suite = _suite_options(args)
+    suite = options.forwarded(args)
     return main(own + (["--", *suite, *extra] if suite or extra else []))
 
 

@@ -6,92 +6,53 @@ conftest: ``python -m pytest --pyargs roialign_suite.properties
 installed, load it by name: ``python -m pytest -p roialign_suite.plugin``
 (the entry point carries the same name, so both together load it once).
 
-It stays out of other people's tests: it only parametrises and reports
-tests defined in ``roialign_suite.properties`` and ``roialign_suite.benchmarks``
-(:func:`is_suite_module`), and its fixtures are ``roialign_``-prefixed.
+It is a guest in everyone else's pytest runs: its top-level imports are the
+stdlib, pytest and :mod:`roialign_suite.options` (stdlib), and outside a suite
+run (:func:`suite_run`: an option of ours, the suite's checkout as rootdir, or an
+argument naming the suite's tests) it only declares its options. No profile,
+no torch, Numba or Hypothesis import, no threading-layer choice, no hooks. In a
+suite run it checks the options (one ``ERROR:`` line, pytest's usage status 4),
+needs the ``test`` extra (one line naming it), loads the suite's Hypothesis
+profile unless the user chose one (:func:`load_profile`), and registers the
+sessions, which parametrise and report only the tests defined in
+``roialign_suite.properties`` and ``roialign_suite.benchmarks``
+(:func:`is_suite_module`); its fixtures are ``roialign_``-prefixed.
 
-Options (``pytest --help``, group "roialign"):
-
-- what is verified or timed: ``--roialign-target=MODULE:ATTR`` (repeatable),
-  ``--roialign-device``, ``--roialign-implementation=NAME`` (repeatable, or
-  comma-separated), ``--roialign-with-builtins``, ``--roialign-level-mapper=MODULE:ATTR``
-  and ``--roialign-level-dialect``;
-- how: ``--roialign-profile``, ``--roialign-max-examples``, ``--roialign-seed``,
-  ``--roialign-corpus``, ``--roialign-isolate``, ``--roialign-call-timeout``;
-- adoption: ``--roialign-xfails=FILE`` (expected failures with reasons),
-  ``--roialign-strict-xfails``, ``--roialign-report=FILE.json``,
-  ``--roialign-summary=FILE.md``;
-- benchmarks: ``--roialign-quick``, ``--roialign-workload=NAME``,
-  ``--roialign-bench-budget``, ``--roialign-bench-min-rounds``.
+Options: ``pytest --help``, group "roialign"; each is declared once in :mod:`roialign_suite.options`.
 """
 from __future__ import annotations
 
-import os
+import importlib.util
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 
-from roialign_suite import paths
+from roialign_suite import options, paths
 
-PREFIX = "--roialign-"
-DIALECTS = ("torchvision", "maskrcnn_benchmark", "detectron2")
 MARKERS = (
     "cuda: needs a CUDA device; skipped with the reason when none is visible",
     "fuzz: end-to-end fuzz campaigns (about 3 minutes; deselect with -m 'not fuzz')",
 )
+# What a suite run imports that the suite's plain dependencies do not bring: pyproject.toml's
+# ``test`` extra, by import name.
+TEST_EXTRA_MODULES = {"hypothesis": "Hypothesis", "pytest_benchmark": "pytest-benchmark", "matplotlib": "matplotlib"}
+ACTIVE = pytest.StashKey[str]()  # why this run is a suite run
+PROFILE = pytest.StashKey[str]()  # the Hypothesis profile in effect, and why
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("roialign", "RoIAlign suite (roialign-suite)")
-
-    def add(name, **kwargs):
-        group.addoption(PREFIX + name, dest="roialign_" + name.replace("-", "_"), **kwargs)
-
-    add("target", action="append", default=[], metavar="MODULE:ATTR",
-        help="verify (and time) this roi_align (torchvision.ops.roi_align's signature) instead of the built-ins; "
-        "repeatable; treated as third-party")
-    add("device", default="cpu", metavar="DEVICE", help="device the targets run on (cpu or cuda); default cpu")
-    add("implementation", action="append", default=[], metavar="NAME",
-        help="built-in implementation(s) to verify or time (repeatable or comma-separated; default: "
-        "the registry's defaults; see roialign_suite.properties.implementations)")
-    add("with-builtins", action="store_true", default=False,
-        help="with --roialign-target, also verify the built-in implementations")
-    add("level-mapper", default=None, metavar="MODULE:ATTR",
-        help="LevelMapper class under test (torchvision's constructor and call)")
-    add("level-dialect", default="torchvision", choices=DIALECTS,
-        help="the level formula the --roialign-level-mapper claims to follow (default torchvision)")
-    add("profile", default=None, metavar="NAME",
-        help="Hypothesis profile: ci (derandomized), dev, thorough (default: env ROIALIGN_PROFILE, "
-        "else ci under CI, else dev)")
-    add("max-examples", type=int, default=None, metavar="N", help="examples per property (overrides the profile)")
-    add("seed", type=int, default=None, metavar="N",
-        help="seed every property (a random, reproducible run; turns derandomization off)")
-    add("isolate", default="third-party", choices=("third-party", "all", "none"),
-        help="which kernels' calls run in a worker process, so that a crash or hang is a finding and the run "
-        "goes on: third-party (every kernel but ours; default), all, none")
-    add("call-timeout", type=float, default=60.0, metavar="SECONDS",
-        help="an isolated call running longer is a hang: its worker is killed and the example fails (default 60)")
-    add("corpus", default=os.environ.get("ROIALIGN_CORPUS"), metavar="DIR",
-        help="replay this corpus folder instead of the shipped one (default: env ROIALIGN_CORPUS)")
-    add("xfails", action="append", default=[], metavar="FILE",
-        help="expected-failures file (test id or property[implementation] patterns, each with a reason); repeatable")
-    add("strict-xfails", action="store_true", default=False,
-        help="a listed expected failure that passes fails the run (default: reported only)")
-    add("report", default=None, metavar="FILE.json",
-        help="write every property x implementation outcome, worst error/bound and minimal example as JSON")
-    add("summary", default=None, metavar="FILE.md", help="write a Markdown summary of the report")
-    add("quick", action="store_true", default=False, help="benchmarks: toy workloads, one round (CI smoke run)")
-    add("workload", action="append", default=[], metavar="NAME",
-        help="benchmarks: workload(s) to time (repeatable or comma-separated; default all)")
-    add("bench-budget", type=float, default=None, metavar="SECONDS",
-        help="benchmarks: seconds of timed rounds per case (default 2)")
-    add("bench-min-rounds", type=int, default=None, metavar="N", help="benchmarks: fewest timed rounds per case")
+    options.add_to_pytest(parser.getgroup("roialign", "RoIAlign suite (roialign-suite)"))
 
 
 def names(values: List[str]) -> List[str]:
     """A repeatable option's values, each possibly comma-separated, flattened."""
-    return [n.strip() for value in values for n in value.split(",") if n.strip()]
+    return [n for value in values for n in options.names(value)]
+
+
+def suite_folder(package: str) -> Path:
+    """The folder of ``roialign_suite.<package>``, found without importing it."""
+    return Path(importlib.util.find_spec(f"roialign_suite.{package}").origin).resolve().parent
 
 
 def is_suite_module(module, package: str) -> bool:
@@ -100,20 +61,64 @@ def is_suite_module(module, package: str) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return False
-    return Path(path).resolve().parent == paths.package_dir(package)
+    return Path(path).resolve().parent == suite_folder(package)
+
+
+def _checkout_root() -> Optional[Path]:
+    """The suite's repository root when it runs from a checkout (``pyproject.toml`` and ``impl/``
+    beside ``roialign_suite/``), else None; imports nothing."""
+    root = suite_folder("properties").parent
+    return root if (root / "pyproject.toml").is_file() and (root / "impl").is_dir() else None
+
+
+def suite_run(config) -> Optional[str]:
+    """Why this pytest run is a suite run, or None: the plugin then does nothing.
+
+    The rule, decided once in ``pytest_configure``: an option of ours is given
+    (``--roialign-*``), or the rootdir is the suite's own checkout, or an argument names
+    the suite's tests (``--pyargs roialign_suite...``, or a path inside its ``properties/``
+    or ``benchmarks/`` folder, or the installed ``roialign_suite`` folder). A suite test
+    module collected any other way (through a parent folder of site-packages, say) runs
+    without the suite's parametrisation and fails for want of its fixtures.
+    """
+    given = options.given_pytest(config)
+    if given:
+        return "option " + ", ".join(given)
+    checkout = _checkout_root()
+    if checkout is not None and Path(config.rootpath).resolve() == checkout:
+        return "rootdir is the suite's checkout"
+    ours = [suite_folder("properties"), suite_folder("benchmarks")]
+    package = Path(importlib.util.find_spec("roialign_suite").origin).resolve().parent
+    for arg in config.args:
+        name = str(arg).split("::")[0]
+        if name.startswith("roialign_suite"):
+            return f"argument {arg}"
+        path = (Path(config.invocation_params.dir) / name).resolve()
+        if path == package or any(path == folder or folder in path.parents for folder in ours):
+            return f"argument {arg}"
+    return None
+
+
+def missing_test_extra() -> List[str]:
+    """The ``test`` extra's packages that are not installed."""
+    return [label for module, label in TEST_EXTRA_MODULES.items() if importlib.util.find_spec(module) is None]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    """In a suite run only (:func:`suite_run`): check the options and the ``test`` extra, load the
+    profile, register the sessions and the adoption plugins. Elsewhere nothing at all."""
+    why = suite_run(config)
+    if why is None:
+        return
+    config.stash[ACTIVE] = why
+    missing = missing_test_extra()
+    if missing:
+        raise pytest.UsageError(f"roialign-suite needs {', '.join(missing)} to run its tests: {options.TEST_EXTRA}")
+    options.validate_pytest(config, pytest.UsageError)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    from roialign_suite.properties import profiles
-
-    try:
-        profiles.load(config.getoption("roialign_profile"), config.getoption("roialign_max_examples"),
-                      config.getoption("roialign_seed"))
-    except ValueError as error:
-        raise pytest.UsageError(f"--roialign-profile / --roialign-max-examples: {error}") from None
+    config.stash[PROFILE] = load_profile(config)
     if config.getoption("roialign_seed") is not None and config.getoption("hypothesis_seed", None) is None:
         # Hypothesis's own plugin applies its --hypothesis-seed after this hook.
         config.option.hypothesis_seed = str(config.getoption("roialign_seed"))
@@ -128,28 +133,35 @@ def pytest_configure(config):
     report.register(config)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item):
-    """The same derandomized examples however pytest is invoked.
+def load_profile(config) -> str:
+    """Load the suite's Hypothesis profile unless the user chose one; returns why the profile in
+    effect is in effect (for the header).
 
-    Hypothesis's pytest plugin adds the node id of a test with a ``parametrize`` marker (the
-    box kinds, the dtypes, ...) to the digest that seeds derandomized runs (the ``ci``
-    profile) and keys the example database; the node id depends on the rootdir
-    (``properties/test_x.py::t[p]`` from a checkout, ``test_x.py::t[p]`` under ``roialign-suite
-    check`` run elsewhere), so the same test would draw different examples and an
-    expected-failures list made one way would not hold the other. For the suite's
-    tests this replaces it, after Hypothesis's hook set it and before the test runs, by
-    ``properties/FILE.py::NAME[PARAMS]`` (``benchmarks/...``): a checkout's node id, the
-    same in a checkout and in an installed suite, from any directory.
+    First match wins: ``--roialign-profile`` (ours, asked by name); ``--hypothesis-profile``
+    (Hypothesis loads it after this hook); a profile a conftest loaded before the suite
+    configured (kept; ``--roialign-max-examples``/``--roialign-seed`` derive from it); else
+    env ``ROIALIGN_PROFILE``, ``ci`` under CI, ``dev``. Ours are registered in every case,
+    so ``--hypothesis-profile ci`` names the suite's ``ci``.
     """
-    inner = getattr(getattr(getattr(item, "obj", None), "hypothesis", None), "inner_test", None)
-    if inner is None or getattr(inner, "_hypothesis_internal_add_digest", None) != item.nodeid.encode():
-        return
-    from roialign_suite.properties.expected_failures import item_test_id
+    from hypothesis import settings
 
-    module = getattr(item, "module", None)
-    for package in ("properties", "benchmarks"):
-        if module is not None and is_suite_module(module, package):
-            inner._hypothesis_internal_add_digest = f"{package}/{item_test_id(item)}".encode()
-            return
+    from roialign_suite.properties import profiles
 
+    requested = config.getoption("roialign_profile")
+    max_examples, seed = config.getoption("roialign_max_examples"), config.getoption("roialign_seed")
+    current = settings.get_current_profile_name()
+    if requested:
+        profiles.load(requested, max_examples, seed)
+        return "--roialign-profile"
+    if config.getoption("hypothesis_profile", None):
+        profiles.register()
+        return "--hypothesis-profile"
+    if current != "default":
+        profiles.register()
+        profiles.derive(current, max_examples, seed)
+        return "loaded by a conftest before the suite (kept)"
+    try:
+        profiles.load(None, max_examples, seed)
+    except ValueError as error:  # env ROIALIGN_PROFILE names no profile
+        raise pytest.UsageError(f"env ROIALIGN_PROFILE: {error}") from None
+    return profiles.why_chosen()

@@ -1,86 +1,18 @@
 """End to end, as a kernel author meets the suite: a wheel built from this checkout, installed in a
-fresh virtual environment, run from a directory that has its own ``benchmarks/``, ``properties/``,
-``reference/`` and ``tests/`` packages.
-
-The fresh environment holds the suite only from the wheel. Its dependencies (torch and the rest,
-gigabytes) are borrowed from the environment running this test through a ``.pth`` file naming a
-folder of links to them, the suite itself and its editable-install hooks left out, so neither the
-checkout nor this environment's install of the suite can stand in for the wheel (checked: where
-``roialign_suite`` and its entry point come from).
+fresh virtual environment (``installed``: ``tests/installed_wheel.py``, built once per session by
+``tests/conftest.py``), run from a directory that has its own ``benchmarks/``, ``properties/``,
+``reference/`` and ``tests/`` packages. Where ``roialign_suite`` and its entry point come from is
+checked: the wheel, not the checkout nor this environment's install.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
 import textwrap
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 900
-# Left out of the borrowed dependencies: this environment's own install of the suite.
-NOT_BORROWED = ("roialign_suite", "__editable__", "_roialign")
-
-
-def run(command, cwd, env=None, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def tracked_sources(dest: Path) -> Path:
-    """The checkout's tracked files copied to ``dest`` (a build there leaves nothing in the checkout)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
-def borrowed_dependencies(dest: Path) -> Path:
-    """A folder of links to this environment's installed packages, less the suite itself."""
-    dest.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not entry.name.startswith(NOT_BORROWED) and not entry.name.endswith(".pth"):
-            (dest / entry.name).symlink_to(entry)
-    return dest
-
-
-def installed_version(name: str):
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """``(python, roialign-suite command, environment)`` of a fresh venv holding the wheel."""
-    root = tmp_path_factory.mktemp("installed")
-    source = tracked_sources(root / "src")
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", root / "dist",
-                 source], cwd=root)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (root / "dist").glob("roialign_suite-*.whl")
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    python = venv / "bin" / "python"
-    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root).stdout.strip())
-    (site / "borrowed_dependencies.pth").write_text(str(borrowed_dependencies(root / "dependencies")) + "\n")
-    # tbb's library lies outside site-packages: install its wheels for real (small), so it loads as for a user.
-    packages = [wheel] + [f"{name}=={v}" for name in ("tbb", "tcmlib") if (v := installed_version(name))]
-    done = run([python, "-m", "pip", "install", "--no-deps", *packages], cwd=root)
-    assert done.returncode == 0, done.stdout + done.stderr
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return python, venv / "bin" / "roialign-suite", env
+from installed_wheel import run
 
 
 @pytest.fixture

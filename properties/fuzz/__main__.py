@@ -7,8 +7,7 @@
     python -m roialign_suite.properties.fuzz accept FILE --reason "..."         # pin a third-party divergence
 
 Exit status: 0 no failure found, 1 failures found (see the summary and the
-corpus folder), 2 usage errors, or a worker's pytest died or errored (named
-in the summary: the campaign is incomplete).
+corpus folder), 2 usage or worker errors.
 """
 from __future__ import annotations
 
@@ -19,30 +18,21 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from roialign_suite import options
 from roialign_suite.properties.fuzz import plugin
 from roialign_suite.properties.fuzz.campaign import Campaign, Runner, default_corpus, default_files
 
 
 def campaign_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="roialign-suite fuzz", description=__doc__,
+    options.importable_from_cwd()
+    p = options.OneLineParser(prog="roialign-suite fuzz", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="time budget (default 10)")
     budget.add_argument("--seconds", type=float, help="time budget in seconds")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the database (default 1)")
     target = p.add_argument_group("what to fuzz (passed to the property suite as --roialign-* options)")
-    target.add_argument("--target", action="append", default=[], metavar="MODULE:ATTR",
-                        help="a roi_align to verify instead of the built-ins (repeatable)")
-    target.add_argument("--implementation", action="append", default=[], metavar="NAME",
-                        help="registry built-in to verify (repeatable; default numba, torchvision-cpu, -cuda)")
-    target.add_argument("--with-builtins", action="store_true", help="with --target, also the built-ins")
-    target.add_argument("--device", help="device of the --target kernels (cpu, cuda)")
-    target.add_argument("--level-mapper", metavar="MODULE:ATTR", help="level mapper under test")
-    target.add_argument("--level-dialect", help="the dialect the --level-mapper claims (default torchvision)")
-    target.add_argument("--isolate", choices=("third-party", "all", "none"),
-                        help="which kernels run in a worker process (default third-party: every kernel but ours)")
-    target.add_argument("--call-timeout", type=float, metavar="SECONDS",
-                        help="an isolated call running longer is a hang (default 60)")
+    options.add_to_argparse(target, options.FUZZ)  # --target, --implementation, --device, --level-*: the suite's
     target.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression selecting properties")
     target.add_argument("--files", nargs="+", metavar="FILE",
                         help=f"property files (default: {' '.join(default_files())})")
@@ -71,20 +61,7 @@ def campaign_parser() -> argparse.ArgumentParser:
 
 
 def pytest_args(args) -> List[str]:
-    passed = [f"--roialign-target={s}" for s in args.target]
-    passed += [f"--roialign-implementation={n}" for n in args.implementation]
-    if args.with_builtins:
-        passed.append("--roialign-with-builtins")
-    if args.device:
-        passed.append(f"--roialign-device={args.device}")
-    if args.level_mapper:
-        passed.append(f"--roialign-level-mapper={args.level_mapper}")
-    if args.level_dialect:
-        passed.append(f"--roialign-level-dialect={args.level_dialect}")
-    if args.isolate:
-        passed.append(f"--roialign-isolate={args.isolate}")
-    if args.call_timeout:
-        passed.append(f"--roialign-call-timeout={args.call_timeout}")
+    passed = options.forwarded(args)
     if args.keyword:
         passed += ["-k", args.keyword]
     return passed
@@ -138,14 +115,10 @@ def main_campaign(argv: List[str]) -> int:
                 print(f"[fuzz] --engine hypofuzz: {problem}", file=sys.stderr)
                 return 2
             campaign.replay_only = True
-        runner = Runner(campaign)
-        totals = runner.run()
+        totals = Runner(campaign).run()
     finally:
         if server is not None:
             server.stop()
-    if runner.died:
-        print(f"[fuzz] the campaign is incomplete: {'; '.join(runner.died)}", file=sys.stderr)
-        return 2
     if totals.rounds == 0:
         return 2
     return 1 if totals.findings else 0
