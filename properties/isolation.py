@@ -20,7 +20,9 @@ kernel. So a worker starts in milliseconds after a death, and no process that
 ran kernels is ever forked (TBB and GNU OpenMP thread pools do not survive a
 fork). One worker per key (an implementation's name; calls to one worker run
 one at a time); a dead or killed worker is replaced on the next call. On
-Linux a worker and its zygote die with the process that started them.
+Linux a worker and its zygote die with the process that started them, and a
+worker's data segment is capped at :data:`WORKER_MEMORY_SHARE` of the
+machine's memory (a kernel allocating without bound dies alone).
 
 Which calls: :func:`isolates` reads the run's choice (``--roialign-isolate``:
 ``third-party``, the default: every kernel but ours; ``all``; ``none``).
@@ -127,6 +129,22 @@ def _die_with_parent() -> None:
             pass
 
 
+# A worker's data segment may grow to this share of the machine's memory: a kernel that
+# allocates without bound (PaddlePaddle on a doubly inverted box) dies (usually SIGABRT from
+# a failed allocation) instead of taking the machine with it.
+WORKER_MEMORY_SHARE = 0.25
+
+
+def _limit_memory() -> None:
+    try:
+        import resource
+
+        limit = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * WORKER_MEMORY_SHARE)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    except (ImportError, ValueError, OSError):  # not POSIX, or the limit is already lower
+        pass
+
+
 def zygote_main(fd: int, preload: Sequence[str]) -> None:
     """The zygote's loop on the socket ``fd``: import ``preload``, then fork a worker on each
     ``("fork", sys_path)`` (its socket arrives as a passed handle) and report a worker's exit
@@ -151,6 +169,7 @@ def zygote_main(fd: int, preload: Sequence[str]) -> None:
                 code = 0
                 try:
                     _die_with_parent()
+                    _limit_memory()
                     sys.path[:] = request[1]
                     _serve(Connection(fd))
                 except BaseException:
