@@ -21,8 +21,8 @@ How the child starts:
   after the parent ran one). Numba's TBB layer supports a fork from the main thread.
 - other devices: ``spawn`` (a fresh interpreter: a CUDA context cannot be
   used in a forked child). ``fn`` and ``args`` must then pickle; an
-  :class:`~roialign_suite.properties.implementations.Implementation` pickles
-  by name and is rebuilt in the child (``implementations.resolve``).
+  :class:`~roialign_suite.implementations.records.Implementation` pickles
+  by name and is rebuilt in the child (``implementations.registry.resolve``).
 
 On platforms without ``fork`` every call spawns.
 """

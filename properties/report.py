@@ -248,7 +248,7 @@ def _suite_module(name: str) -> str:
 
 
 def _implementation_expression(value) -> Optional[str]:
-    from roialign_suite.properties import implementations as registry
+    from roialign_suite.implementations import registry
 
     name = getattr(value, "name", None)
     if not isinstance(value, registry.Implementation) or not isinstance(name, str) or not registry.resolvable(name):
@@ -264,7 +264,7 @@ def expression(value, imports: List[str]) -> Optional[str]:
     round-trip (checked by evaluating it)."""
     implementation = _implementation_expression(value)
     if implementation is not None:
-        imports.append("from roialign_suite.properties import implementations as registry")
+        imports.append("from roialign_suite.implementations import registry")
         return implementation
     if isinstance(value, Draws):
         drawn = [expression(v, imports) for v in value.values]
@@ -844,7 +844,7 @@ def print_implementations_as_code() -> None:
         return
     for_type_by_name = getattr(pretty, "for_type_by_name", None)
     if for_type_by_name is not None:
-        for_type_by_name("roialign_suite.properties.implementations", "Implementation", _pretty_implementation)
+        for_type_by_name("roialign_suite.implementations.records", "Implementation", _pretty_implementation)
 
 
 def register(config) -> Optional[Report]:

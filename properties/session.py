@@ -27,7 +27,7 @@ import pytest
 from hypothesis import settings
 
 from roialign_suite.plugin import is_suite_module, names
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 from roialign_suite.impl import threads
 
 

@@ -23,7 +23,7 @@ from roialign_suite.properties.checks import (
     require_differentiable,
 )
 from roialign_suite.properties.tolerances import SUBNORMAL_FLOOR, gamma, unit_roundoff
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 
 
 ADJOINT_CASES = roi_align_cases(dtype_names=("float64",))

@@ -5,7 +5,7 @@ runtime and shows where it diverges; this module instead pins what each
 runtime does get right, one runtime x dtype per test, with the forward check
 and bounds of ``properties/checks.py`` (forward only: the runtimes have no
 gradient). Each known divergence is cut out of the drawn cases by the rule in
-the runtime's record (``properties/implementations.py``) and replayed exactly
+the runtime's record (``implementations/onnx_runtimes.py``) and replayed exactly
 from ``properties/corpus/known_divergences/`` (tests/test_runtimes.py);
 docs/conformance.md is the resulting matrix.
 """
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from roialign_suite.properties.strategies import roi_align_cases
 from roialign_suite.properties.checks import check_forward_matches_reference, outside_divergences
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 
 RUNTIME_NAMES = ["onnxruntime", "openvino"]
 

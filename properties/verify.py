@@ -19,7 +19,7 @@ from typing import List, Sequence
 import torch
 
 from roialign_suite import reference
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 from roialign_suite.properties.checks import assert_backward_within_bound, assert_forward_within_bound
 from roialign_suite.properties.strategies import case_of_tensors
 from roialign_suite.properties.strategies import RoIAlignCase

@@ -54,7 +54,7 @@ def pytest_addoption(parser):
     add("device", default="cpu", metavar="DEVICE", help="device the targets run on (cpu or cuda); default cpu")
     add("implementation", action="append", default=[], metavar="NAME",
         help="built-in implementation(s) to verify or time (repeatable or comma-separated; default: "
-        "the registry's defaults; see roialign_suite.properties.implementations)")
+        "the registry's defaults; see roialign_suite.implementations.registry)")
     add("with-builtins", action="store_true", default=False,
         help="with --roialign-target, also verify the built-in implementations")
     add("level-mapper", default=None, metavar="MODULE:ATTR",

@@ -1,4 +1,4 @@
-"""ONNX Runtime and OpenVINO RoiAlign adapters (reference/runtimes.py).
+"""ONNX Runtime and OpenVINO RoiAlign adapters (implementations/onnx_runtimes.py).
 
 Hand-checked fixtures, the adapter's contract (forward only, argument checks,
 session cache, thread count), and a replay of every recorded known divergence
@@ -12,8 +12,8 @@ import pathlib
 import pytest
 import torch
 
-from roialign_suite.properties import implementations as registry
-from roialign_suite.reference import runtimes
+from roialign_suite.implementations import registry
+from roialign_suite.implementations import onnx_runtimes as runtimes
 
 RUNTIME_NAMES = ["onnxruntime", "openvino"]
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "properties" / "corpus" / "known_divergences"
