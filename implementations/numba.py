@@ -20,4 +20,5 @@ def record() -> Implementation:
     return Implementation(
         "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
         coordinates=torch.float64, sums=_our_sums, operator=torch.ops.roialign_suite.roi_align.default,
+        in_roi_sweeps=True, multiscale_roi_align=impl.MultiScaleRoIAlign, packages=("numba",),
     )

@@ -44,14 +44,19 @@ def _missing(*packages: str) -> Optional[str]:
     return f"{', '.join(absent)} not installed (pip install -e '.[runtimes]')"
 
 
+# What each adapter imports: the ONNX model builder and the runtime.
+ONNXRUNTIME_PACKAGES = ("onnx", "onnxruntime")
+OPENVINO_PACKAGES = ("onnx", "openvino")
+
+
 def onnxruntime_unavailable() -> Optional[str]:
     """Why the onnxruntime adapter cannot run here, or None."""
-    return _missing("onnx", "onnxruntime")
+    return _missing(*ONNXRUNTIME_PACKAGES)
 
 
 def openvino_unavailable() -> Optional[str]:
     """Why the OpenVINO adapter cannot run here, or None."""
-    return _missing("onnx", "openvino")
+    return _missing(*OPENVINO_PACKAGES)
 
 
 def onnx_sampling_ratio(sampling_ratio: int) -> int:
@@ -213,12 +218,12 @@ def records() -> List[Implementation]:
     return [
         Implementation(
             "onnxruntime", roi_align_onnxruntime, unavailable=onnxruntime_unavailable(),
-            differentiable=False,
+            differentiable=False, packages=ONNXRUNTIME_PACKAGES,
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
         Implementation(
             "openvino", roi_align_openvino, unavailable=openvino_unavailable(),
-            differentiable=False, compute_dtype=torch.float32,
+            differentiable=False, compute_dtype=torch.float32, packages=OPENVINO_PACKAGES,
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),

@@ -122,6 +122,18 @@ class Implementation:
     ours: bool = False
     # Verified by default (``--roialign-implementation`` overrides).
     verified_by_default: bool = False
+    # The float64 definition itself: the oracle the others are compared with, not one of them
+    # (never chosen for verification, left out of the agreement table).
+    definition: bool = False
+    # The kernel the benchmarks measure every speedup over (torchvision's CPU kernel).
+    baseline: bool = False
+    # Timed at every RoI count of the benchmarks' RoI sweeps (peers would add minutes).
+    in_roi_sweeps: bool = False
+    # A class with torchvision.ops.MultiScaleRoIAlign's constructor and call, swapped into
+    # torchvision's Mask R-CNN by the model workloads (None: not timed there).
+    multiscale_roi_align: Optional[Callable] = None
+    # The Python distributions (pip names) it runs on beyond torch and numpy: a report records their versions.
+    packages: Tuple[str, ...] = ()
     # Why it is never timed (the float64 reference is a definition, too slow).
     not_timed: Optional[str] = None
     # Why it cannot run on this machine, or None when it can.

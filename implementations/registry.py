@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from roialign_suite.implementations.naming import TARGET_PREFIX, is_target, parse_target, target_name
 from roialign_suite.implementations.calling import cuda_unavailable, operator_arguments, run_on
 from roialign_suite.implementations.records import NEGATIVE_GRID_REFUSED, Implementation
 
 # The adapter modules (``roialign_suite.implementations.<name>``) whose records are the built-ins.
 BUILTIN_MODULES = ("numba", "reference", "torchvision", "onnx_runtimes")
 
-# How a target's record is named: ``target:MODULE:ATTR`` or ``target:MODULE:ATTR@DEVICE``.
-TARGET_PREFIX = "target:"
 
 
 def module_records(module) -> List[Implementation]:
@@ -112,9 +111,9 @@ def target(spec: str, device: str = "cpu") -> Implementation:
         fn = operator_roi_align(operator)
     common = dict(divergences=(NEGATIVE_GRID_REFUSED,), operator=operator)
     if device == "cpu":
-        return Implementation(f"target:{spec}", fn, **common)
+        return Implementation(target_name(spec), fn, **common)
     return Implementation(
-        f"target:{spec}@{device}", run_on(fn, device), native=fn, device=device,
+        target_name(spec, device), run_on(fn, device), native=fn, device=device,
         unavailable=cuda_unavailable() if device.startswith("cuda") else None, **common,
     )
 
@@ -124,17 +123,29 @@ def by_name() -> Dict[str, Implementation]:
     return {i.name: i for i in builtin()}
 
 
+def the_one(flag: str) -> Implementation:
+    """The one built-in whose boolean field ``flag`` is set (``"ours"``, ``"baseline"``, ``"definition"``)."""
+    found = [i for i in builtin() if getattr(i, flag)]
+    if len(found) != 1:
+        raise LookupError(f"expected one built-in with {flag}=True, found {[i.name for i in found]}")
+    return found[0]
+
+
+def names_where(flag: str) -> Tuple[str, ...]:
+    """The names of the built-ins whose field ``flag`` is set (true, or not None), in registry order."""
+    return tuple(i.name for i in builtin() if getattr(i, flag) not in (None, False))
+
+
 def resolvable(name: str) -> bool:
     """Whether :func:`resolve` rebuilds the implementation called ``name``."""
-    return name.startswith(TARGET_PREFIX) or name in by_name()
+    return is_target(name) or name in by_name()
 
 
 def resolve(name: str) -> Implementation:
     """The implementation called ``name``: a built-in, or a target as :func:`target` names it
     (``target:MODULE:ATTR``, ``target:MODULE:ATTR@DEVICE``)."""
-    if name.startswith(TARGET_PREFIX):
-        spec, _, device = name[len(TARGET_PREFIX):].partition("@")
-        return target(spec, device or "cpu")
+    if is_target(name):
+        return target(*parse_target(name))
     known = by_name()
     if name not in known:
         raise LookupError(f"no implementation called {name!r}: built-ins are {sorted(known)}, "

@@ -193,6 +193,9 @@ TORCHVISION_PYTHON_EMPTY_MAP_REFUSED = Divergence(
 
 
 
+PACKAGES = ("torchvision",)
+
+
 def _pooler(output_size, sampling_ratio, scales):
     return TorchvisionPooler(output_size, sampling_ratio, scales=scales)
 
@@ -203,13 +206,14 @@ def records() -> List[Implementation]:
         Implementation(
             "torchvision-cpu", roi_align_cpu, native=roi_align_native,
             verified_by_default=True, dtypes=(torch.float16,) + FLOAT_DTYPES,
-            divergences=(NEGATIVE_GRID_REFUSED, TORCHVISION_EMPTY_MAP_SEGFAULT), pooler=_pooler,
+            divergences=(NEGATIVE_GRID_REFUSED, TORCHVISION_EMPTY_MAP_SEGFAULT), pooler=_pooler, packages=PACKAGES,
+            baseline=True, in_roi_sweeps=True, multiscale_roi_align=torchvision.ops.MultiScaleRoIAlign,
             operator=torch.ops.torchvision.roi_align.default,
         ),
         # Run explicitly (--roialign-implementation=torchvision-python), never by default: it
         # diverges by design, and compiling it costs ~100 s (docs/operator_contract.md).
         Implementation(
-            "torchvision-python", roi_align_python, dtypes=HALF_DTYPES + FLOAT_DTYPES,
+            "torchvision-python", roi_align_python, dtypes=HALF_DTYPES + FLOAT_DTYPES, packages=PACKAGES,
             not_timed="in eager mode it materialises every tap as [K, C, h, w, grid_h, grid_w] tensors (every map "
                       "row and column under adaptive sampling); torchvision runs it compiled",
             divergences=(TORCHVISION_PYTHON_OUTSIDE_SAMPLES_COUNT, TORCHVISION_PYTHON_GRID_CAPPED,
@@ -218,6 +222,7 @@ def records() -> List[Implementation]:
         Implementation(
             "torchvision-cuda", roi_align_cuda, native=roi_align_native,
             device="cuda", verified_by_default=True, unavailable=cuda_unavailable(),
-            dtypes=HALF_DTYPES + FLOAT_DTYPES, divergences=(NEGATIVE_GRID_REFUSED,), pooler=_pooler,
+            dtypes=HALF_DTYPES + FLOAT_DTYPES, divergences=(NEGATIVE_GRID_REFUSED,), pooler=_pooler, packages=PACKAGES,
+            in_roi_sweeps=True,
         ),
     ]

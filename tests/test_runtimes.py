@@ -15,7 +15,7 @@ import torch
 from roialign_suite.implementations import registry
 from roialign_suite.implementations import onnx_runtimes as runtimes
 
-RUNTIME_NAMES = ["onnxruntime", "openvino"]
+RUNTIME_NAMES = [record.name for record in runtimes.records()]
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "properties" / "corpus" / "known_divergences"
 BOTH_CONVENTIONS = pytest.mark.parametrize("aligned", [False, True], ids=["legacy", "aligned"])
 BOTH_DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
