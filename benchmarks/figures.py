@@ -9,13 +9,31 @@ of one implementation's float32 median over its bfloat16 median.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-BASELINE = "torchvision-cpu"
-OURS = "numba"
+
+
+@functools.lru_cache(maxsize=None)
+def baseline_name() -> str:
+    """The implementation every speedup is measured over: the registry's ``baseline`` record
+    (imported here, not at module import: the gate reads saved runs without torch)."""
+    from roialign_suite.implementations import registry
+
+    return registry.the_one("baseline").name
+
+
+@functools.lru_cache(maxsize=None)
+def ours_name() -> str:
+    """Our kernel's name: the registry's ``ours`` record."""
+    from roialign_suite.implementations import registry
+
+    return registry.the_one("ours").name
+
+
 THROUGHPUT = "throughput"  # extra_info["kind"] of a workload timing
 JIT = "jit"  # extra_info["kind"] of a first-call timing
 MODEL = "model"  # extra_info["kind"] of a model workload timing (Mask R-CNN step)
@@ -97,9 +115,11 @@ def jit_records(records: Iterable[Mapping]) -> List[Dict]:
     return [dict(r["extra_info"]) for r in records if (r.get("extra_info") or {}).get("kind") == JIT]
 
 
-def speedups(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[str, str], Optional[float]]:
-    """``(workload, implementation) -> baseline median / its median`` (None without a baseline)."""
+def speedups(results: Iterable[Result], baseline: Optional[str] = None) -> Dict[Tuple[str, str], Optional[float]]:
+    """``(workload, implementation) -> baseline median / its median`` (None without a baseline);
+    ``baseline`` defaults to :func:`baseline_name`."""
     results = list(results)
+    baseline = baseline or baseline_name()
     base = {r.workload: r.median_s for r in results if r.implementation == baseline}
     return {
         (r.workload, r.implementation): (base[r.workload] / r.median_s if r.workload in base else None)
@@ -157,8 +177,10 @@ class SweepRow:
         return None if self.baseline_ms is None else self.baseline_ms / self.ours_ms
 
 
-def roi_sweep_rows(results: Iterable[Result], ours: str = OURS, baseline: str = BASELINE) -> List[SweepRow]:
-    """The RoI-count sweeps (``sweep`` ``rois-*``): a row per family and count that ``ours`` ran, in run order."""
+def roi_sweep_rows(results: Iterable[Result], ours: Optional[str] = None, baseline: Optional[str] = None) -> List[SweepRow]:
+    """The RoI-count sweeps (``sweep`` ``rois-*``): a row per family and count that ``ours`` ran, in run order
+    (defaults: :func:`ours_name`, :func:`baseline_name`)."""
+    ours, baseline = ours or ours_name(), baseline or baseline_name()
     results = [r for r in results if r.sweep and r.sweep.startswith("rois-")]
     base = {r.workload: r.median_s for r in results if r.implementation == baseline}
     return [
@@ -168,7 +190,8 @@ def roi_sweep_rows(results: Iterable[Result], ours: str = OURS, baseline: str = 
     ]
 
 
-SWEEP_HEADER = ("workload", "RoIs", f"{OURS} ms", f"{BASELINE} ms", "speedup")
+def sweep_header() -> Tuple[str, ...]:
+    return ("workload", "RoIs", f"{ours_name()} ms", f"{baseline_name()} ms", "speedup")
 
 
 def sweep_cells(row: SweepRow) -> Tuple[str, ...]:
@@ -177,9 +200,10 @@ def sweep_cells(row: SweepRow) -> Tuple[str, ...]:
             "-" if row.speedup is None else f"{row.speedup:.2f}x")
 
 
-def derived_info(results: Iterable[Result], baseline: str = BASELINE) -> Dict[Tuple[str, str], Dict]:
+def derived_info(results: Iterable[Result], baseline: Optional[str] = None) -> Dict[Tuple[str, str], Dict]:
     """The figures added to each timing's ``extra_info`` at the end of a run."""
     results = list(results)
+    baseline = baseline or baseline_name()
     ratio = speedups(results, baseline)
     return {
         (r.workload, r.implementation): {
@@ -206,7 +230,7 @@ class Row:
     times_floor: Optional[float] = None
 
 
-def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Row]:
+def summary_rows(results: Iterable[Result], baseline: Optional[str] = None) -> List[Row]:
     """Workload x implementation rows, in run order."""
     results = list(results)
     ratio = speedups(results, baseline)
@@ -225,10 +249,10 @@ def summary_rows(results: Iterable[Result], baseline: str = BASELINE) -> List[Ro
     ]
 
 
-HEADER = (
-    "workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "x floor",
-    f"speedup vs {BASELINE}",
-)
+def header() -> Tuple[str, ...]:
+    """The summary table's header (:func:`row_cells`)."""
+    return ("workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "x floor",
+            f"speedup vs {baseline_name()}")
 
 
 def row_cells(row: Row) -> Tuple[str, ...]:
@@ -334,7 +358,7 @@ class ModelRow:
     speedup: Optional[float]
 
 
-def model_rows(results: Iterable[ModelResult], baseline: str = BASELINE) -> List[ModelRow]:
+def model_rows(results: Iterable[ModelResult], baseline: Optional[str] = None) -> List[ModelRow]:
     """Model workload x pooler rows, in run order, with the speedup of the whole step over ``baseline``."""
     results = list(results)
     ratio = speedups(results, baseline)
@@ -354,15 +378,16 @@ def model_rows(results: Iterable[ModelResult], baseline: str = BASELINE) -> List
     ]
 
 
-def model_derived_info(results: Iterable[ModelResult], baseline: str = BASELINE) -> Dict[Tuple[str, str], Dict]:
+def model_derived_info(results: Iterable[ModelResult], baseline: Optional[str] = None) -> Dict[Tuple[str, str], Dict]:
     """The speedup of each model timing, added to its ``extra_info`` at the end of a run."""
+    baseline = baseline or baseline_name()
     return {key: {f"speedup_over_{baseline}": value} for key, value in speedups(results, baseline).items()}
 
 
-MODEL_HEADER = (
-    "workload", "implementation", "images", "median s", "rounds", "RoIs box / mask", "pooling ms", "pooling share",
-    f"step speedup vs {BASELINE}",
-)
+def model_header() -> Tuple[str, ...]:
+    """The model table's header (:func:`model_cells`)."""
+    return ("workload", "implementation", "images", "median s", "rounds", "RoIs box / mask", "pooling ms",
+            "pooling share", f"step speedup vs {baseline_name()}")
 
 
 def model_cells(row: ModelRow) -> Tuple[str, ...]:

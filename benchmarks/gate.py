@@ -31,6 +31,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from roialign_suite import paths
 from roialign_suite.benchmarks import figures
 from roialign_suite.benchmarks.figures import Result
+from roialign_suite.implementations.naming import is_target
 
 CONFIG = Path(__file__).with_name("gate.toml")
 
@@ -38,7 +39,6 @@ CONFIG = Path(__file__).with_name("gate.toml")
 def storage() -> Path:
     """Where benchmark runs are saved (``--benchmark-autosave``): ``.benchmarks/`` in the working directory."""
     return paths.work_dir() / ".benchmarks"
-TARGET_PREFIX = "target:"
 # Rounds per gated case at least: its median must not be one noisy sample.
 GATE_MIN_ROUNDS = 3
 
@@ -61,8 +61,8 @@ class Verdict:
 def parse_config(text: str, source: str = "gate.toml") -> GateConfig:
     """``gate.toml`` text -> :class:`GateConfig` (``ValueError`` naming the bad entry)."""
     data = tomllib.loads(text)
-    baseline = data.get("baseline", figures.BASELINE)
-    implementations = data.get("implementations", ["numba"])
+    baseline = data["baseline"] if "baseline" in data else figures.baseline_name()
+    implementations = data["implementations"] if "implementations" in data else [figures.ours_name()]
     minimums = data.get("min_speedup")
     if not isinstance(baseline, str) or not baseline:
         raise ValueError(f"{source}: baseline must be an implementation name, got {baseline!r}")
@@ -82,7 +82,7 @@ def load_config(path: Path = CONFIG) -> GateConfig:
 
 def gated_implementations(results: Iterable[Result], config: GateConfig) -> List[str]:
     """The configured implementations, then every plug-in target present in the run."""
-    targets = sorted({r.implementation for r in results if r.implementation.startswith(TARGET_PREFIX)})
+    targets = sorted({r.implementation for r in results if is_target(r.implementation)})
     return list(config.implementations) + [t for t in targets if t not in config.implementations]
 
 

@@ -2,8 +2,8 @@
 
 Shared by the model workloads (``benchmarks/test_model.py``) and by
 ``tests/test_maskrcnn.py``. The model is ``maskrcnn_resnet50_fpn`` with
-random weights (no download); its two poolers are torchvision's
-``MultiScaleRoIAlign`` (``"torchvision-cpu"``) or ours (``"numba"``), built with
+random weights (no download); its two poolers are the ``multiscale_roi_align`` of
+an implementation's record (torchvision's ``MultiScaleRoIAlign``, or ours), built with
 the arguments torchvision's Mask R-CNN uses.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from roialign_suite import impl
+from roialign_suite.implementations import registry
 from roialign_suite.benchmarks.workloads import realistic_boxes
 
 FEATMAP_NAMES = ["0", "1", "2", "3"]  # P2..P5; "pool" (P6) feeds the RPN only
@@ -24,8 +24,9 @@ POOLER_ARGS = {"box": (7, 2), "mask": (14, 2)}  # (output_size, sampling_ratio) 
 
 
 def pooler(implementation: str, kind: str, canonical_scale: int = 224) -> nn.Module:
-    """The ``kind`` (``"box"`` or ``"mask"``) pooler of Mask R-CNN from ``implementation``."""
-    classes = {"torchvision-cpu": torchvision.ops.MultiScaleRoIAlign, "numba": impl.MultiScaleRoIAlign}
+    """The ``kind`` (``"box"`` or ``"mask"``) pooler of Mask R-CNN from ``implementation`` (a built-in's name:
+    its record's ``multiscale_roi_align``)."""
+    classes = {i.name: i.multiscale_roi_align for i in registry.builtin() if i.multiscale_roi_align is not None}
     if implementation not in classes:
         raise ValueError(f"no MultiScaleRoIAlign for {implementation!r}; known: {sorted(classes)}")
     output_size, sampling_ratio = POOLER_ARGS[kind]

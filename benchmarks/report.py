@@ -29,7 +29,6 @@ from roialign_suite.benchmarks import figures  # noqa: E402
 from roialign_suite import paths  # noqa: E402
 from roialign_suite.benchmarks.gate import latest_saved_run, storage  # noqa: E402
 
-OURS = figures.OURS
 MODEL_NOTE = (
     "GB/s = modelled bytes / median time; the model (benchmarks/bandwidth.py) counts, per RoI, "
     "the feature pixels its samples can touch plus the output written (and for -fwdbwd the gradient traffic). "
@@ -81,19 +80,19 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "",
         "## Throughput (median; speedup over torchvision CPU measured in the same run)",
         "",
-        figures.markdown_table(figures.HEADER, [figures.row_cells(r) for r in rows]),
+        figures.markdown_table(figures.header(), [figures.row_cells(r) for r in rows]),
         "",
         MODEL_NOTE,
         "",
         "## RoI-count sweeps, forward (median; speedup over torchvision CPU, same run)",
         "",
-        figures.markdown_table(figures.SWEEP_HEADER, [figures.sweep_cells(r) for r in sweeps]),
+        figures.markdown_table(figures.sweep_header(), [figures.sweep_cells(r) for r in sweeps]),
         "",
         "![time and speedup vs RoIs](throughput_vs_rois.png)",
         "",
         "## Mask R-CNN with each MultiScaleRoIAlign (median; speedup of the whole step, same run)",
         "",
-        figures.markdown_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]),
+        figures.markdown_table(figures.model_header(), [figures.model_cells(r) for r in models]),
         "",
         MASKRCNN_NOTE,
         "",
@@ -128,7 +127,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
 
 def plot_throughput_vs_rois(out: Path, records: List[Dict]) -> None:
     """Per sweep family, the forward's median time by RoI count for each implementation (top) and our
-    speedup over torchvision CPU with the 2x target (bottom)."""
+    speedup over the baseline (torchvision CPU) with the 2x target (bottom)."""
     points = [r for r in figures.throughput_results(records) if r.sweep and r.sweep.startswith("rois-")]
     families = list(dict.fromkeys(r.sweep for r in points)) or ["rois-p2"]
     sweep_rows = figures.roi_sweep_rows(points)
@@ -142,10 +141,10 @@ def plot_throughput_vs_rois(out: Path, records: List[Dict]) -> None:
         top.set(xscale="log", yscale="log", ylabel="forward, ms (median)", title=family[len("rois-"):])
         ratio = sorted((r.rois, r.speedup) for r in sweep_rows
                        if f"rois-{r.family}" == family and r.speedup is not None)
-        bottom.plot([x for x, _ in ratio], [y for _, y in ratio], marker="o", color="C0", label=f"{OURS}")
+        bottom.plot([x for x, _ in ratio], [y for _, y in ratio], marker="o", color="C0", label=figures.ours_name())
         bottom.axhline(2.0, color="grey", linestyle="--", label="target 2x")
-        bottom.axhline(1.0, color="red", linestyle=":", label="torchvision")
-        bottom.set(xscale="log", xlabel="RoIs per call", ylabel=f"speedup over {figures.BASELINE}")
+        bottom.axhline(1.0, color="red", linestyle=":", label=figures.baseline_name())
+        bottom.set(xscale="log", xlabel="RoIs per call", ylabel=f"speedup over {figures.baseline_name()}")
         for ax in (top, bottom):
             ax.grid(True, which="both", alpha=0.3)
         if mine:
@@ -157,7 +156,7 @@ def plot_throughput_vs_rois(out: Path, records: List[Dict]) -> None:
 
 
 def plot_speedup(out: Path, rows: List[figures.Row]) -> None:
-    shown = [r for r in rows if r.implementation != figures.BASELINE and r.speedup is not None]
+    shown = [r for r in rows if r.implementation != figures.baseline_name() and r.speedup is not None]
     workloads = list(dict.fromkeys(r.workload for r in shown))
     names = list(dict.fromkeys(r.implementation for r in shown))
     height = 0.8 / max(len(names), 1)
@@ -169,7 +168,7 @@ def plot_speedup(out: Path, rows: List[figures.Row]) -> None:
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(workloads))], workloads, fontsize=7)
     ax.invert_yaxis()
-    ax.set(xscale="log", xlabel=f"speedup over {figures.BASELINE} (same run; >1 is faster)", title="speedup per workload")
+    ax.set(xscale="log", xlabel=f"speedup over {figures.baseline_name()} (same run; >1 is faster)", title="speedup per workload")
     if names:
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -182,7 +181,9 @@ def saved_runs(folder: Optional[Path] = None) -> List[Dict]:
     return [json.loads(p.read_text()) for p in sorted((folder or storage()).glob("*/*.json"), key=lambda p: p.name)]
 
 
-def plot_history(out: Path, documents: List[Dict], implementation: str = OURS) -> None:
+def plot_history(out: Path, documents: List[Dict], implementation: Optional[str] = None) -> None:
+    """Each saved run's speedup of ``implementation`` (default ours) per workload, oldest first."""
+    implementation = implementation or figures.ours_name()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     series: Dict[str, List] = {}
     labels = []
@@ -195,7 +196,7 @@ def plot_history(out: Path, documents: List[Dict], implementation: str = OURS) -
     for workload, points in series.items():
         ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=workload)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set(ylabel=f"{implementation} speedup over {figures.BASELINE}", xlabel="saved run (commit)",
+    ax.set(ylabel=f"{implementation} speedup over {figures.baseline_name()}", xlabel="saved run (commit)",
            title=f"history of saved runs ({len(documents)})")
     ax.grid(True, alpha=0.3)
     if series:
@@ -237,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"no benchmark results ({path or storage() / '*/*.json'} not found); use --run", file=sys.stderr)
         return 2
     rows = write_report(Path(path), args.out)
-    print(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))
+    print(figures.text_table(figures.header(), [figures.row_cells(r) for r in rows]))
     print(f"report written to {args.out}/ in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from roialign_suite import impl
 from roialign_suite.benchmarks.workloads import Inputs, Workload
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 
 REPRESENTATION_SIZE = 1024  # FPN2MLPFeatureExtractor's fc6/fc7 width
 

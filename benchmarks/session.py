@@ -16,6 +16,7 @@ import os
 import pytest
 
 from roialign_suite.benchmarks import figures
+from roialign_suite.implementations.naming import is_target
 from roialign_suite.benchmarks.runners import candidates
 from roialign_suite.benchmarks.workloads import all_model_workloads, all_workloads
 from roialign_suite.plugin import is_suite_module, names
@@ -53,7 +54,7 @@ def selected_candidates(config):
     wanted = names(config.getoption("roialign_implementation"))
     found = candidates(config.getoption("roialign_target"), config.getoption("roialign_device"))
     # Plug-in targets were asked for by name, so the filter keeps them.
-    chosen = [c for c in found if not wanted or c.name in wanted or c.name.startswith("target:")]
+    chosen = [c for c in found if not wanted or c.name in wanted or is_target(c.name)]
     unknown = set(wanted) - {c.name for c in chosen}
     if unknown:
         raise pytest.UsageError(f"--roialign-implementation: unknown names {sorted(unknown)}; known: {[c.name for c in found]}")
@@ -129,15 +130,15 @@ def pytest_terminal_summary(terminalreporter, config):
     rows = figures.summary_rows(throughput)
     if rows:
         terminalreporter.write_sep("=", "RoIAlign throughput (median; speedup measured in this run)")
-        terminalreporter.write_line(figures.text_table(figures.HEADER, [figures.row_cells(r) for r in rows]))
+        terminalreporter.write_line(figures.text_table(figures.header(), [figures.row_cells(r) for r in rows]))
     models = figures.model_rows(figures.model_results(records))
     if models:
         terminalreporter.write_sep("=", "Mask R-CNN with each MultiScaleRoIAlign (median; share of the step in RoI pooling)")
-        terminalreporter.write_line(figures.text_table(figures.MODEL_HEADER, [figures.model_cells(r) for r in models]))
+        terminalreporter.write_line(figures.text_table(figures.model_header(), [figures.model_cells(r) for r in models]))
     sweeps = figures.roi_sweep_rows(throughput)
     if sweeps:
         terminalreporter.write_sep("=", "RoI-count sweeps, forward (median; speedup measured in this run)")
-        terminalreporter.write_line(figures.text_table(figures.SWEEP_HEADER, [figures.sweep_cells(r) for r in sweeps]))
+        terminalreporter.write_line(figures.text_table(figures.sweep_header(), [figures.sweep_cells(r) for r in sweeps]))
     pairs = figures.pair_rows(throughput)
     if pairs:
         terminalreporter.write_sep("=", "dtype pairs: speedup over the same workload in float32 (same run)")

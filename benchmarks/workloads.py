@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from roialign_suite.impl.inputs import rois_from_boxes
+from roialign_suite.implementations import registry
+from roialign_suite.implementations.naming import is_target
 
 IMAGE_SIZE = (800, 1216)  # (h, w) in pixels, every map size divides exactly
 FPN_STRIDES = (4, 8, 16, 32)  # P2..P5
@@ -81,7 +83,7 @@ class Workload:
 
     def times(self, implementation: str) -> bool:
         """Whether ``implementation`` is timed on this workload."""
-        return self.implementations is None or implementation in self.implementations or implementation.startswith("target:")
+        return self.implementations is None or implementation in self.implementations or is_target(implementation)
 
     @property
     def num_rois(self) -> int:
@@ -140,9 +142,9 @@ def dtype_pair(name: str, dtype: str = "bfloat16", target_speedup: Optional[floa
 
 
 # RoI counts of the sweeps on P2, the FPN pooler and the mask-head pooler (issue 15: at least 2x
-# torchvision's forward at every one), timed on ours and torchvision only (peers would add minutes).
+# torchvision's forward at every one), timed on the records marked ``in_roi_sweeps`` only (ours and
+# torchvision's: peers would add minutes).
 ROI_COUNTS = (16, 64, 128, 256, 1024, 4096)
-ROI_SWEEP_IMPLEMENTATIONS = ("numba", "torchvision-cpu", "torchvision-cuda")
 ROI_SWEEPS = {
     "p2": dict(op="roi_align", strides=FPN_STRIDES[:1], output_size=7),
     "fpn-pooler": dict(op="pooler", strides=FPN_STRIDES, output_size=7),
@@ -153,9 +155,10 @@ ROI_SWEEPS = {
 def roi_sweeps() -> List[Workload]:
     """``sweep-rois-{p2,fpn-pooler,mask-pooler}-{count}-fwd``: each family's forward at each of :data:`ROI_COUNTS`
     (C=256, sampling 2, two images); ``sweep`` is ``rois-{family}``, ``value`` the count."""
+    timed = registry.names_where("in_roi_sweeps")
     return [
         Workload(f"sweep-rois-{family}-{count}-fwd", channels=256, rois_per_image=count // 2, sampling_ratio=2,
-                 sweep=f"rois-{family}", value=count, implementations=ROI_SWEEP_IMPLEMENTATIONS, **fields)
+                 sweep=f"rois-{family}", value=count, implementations=timed, **fields)
         for family, fields in ROI_SWEEPS.items() for count in ROI_COUNTS
     ]
 
@@ -191,9 +194,6 @@ def all_workloads() -> List[Workload]:
     ]
 
 
-# The implementations a model workload can swap in as its RoI poolers:
-# torchvision.ops.MultiScaleRoIAlign and impl.MultiScaleRoIAlign.
-POOLER_IMPLEMENTATIONS = ("torchvision-cpu", "numba")
 MODEL_IMAGE_SIZE = (480, 640)
 QUICK_MODEL_IMAGE_SIZE = (64, 96)
 
@@ -233,7 +233,8 @@ class ModelWorkload:
     proposals: int = 2000
     box_batch: int = 512
     detections: int = 100
-    implementations: Tuple[str, ...] = POOLER_IMPLEMENTATIONS
+    # The records with a ``multiscale_roi_align`` (torchvision's and ours), in registry order.
+    implementations: Tuple[str, ...] = field(default_factory=lambda: registry.names_where("multiscale_roi_align"))
 
     @property
     def direction(self) -> str:

@@ -1,7 +1,7 @@
 """Box-head feature extractors of Mask R-CNN, with a pluggable pooler.
 
 Any module called as ``pooler(features, boxes) -> [K, C, h, w]`` fits
-(``impl.Pooler``, ``reference.pooler.TorchvisionPooler``...), so swapping
+(``impl.Pooler``, ``implementations.torchvision.TorchvisionPooler``...), so swapping
 ours for another is a one-argument change. No pretrained weights.
 """
 from __future__ import annotations

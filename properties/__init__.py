@@ -1,8 +1,8 @@
 """The RoIAlign property suite: Hypothesis properties that any RoIAlign must keep.
 
-Library modules (test modules import only these):
+Library modules (test modules import only these and ``roialign_suite.implementations``,
+the records of the implementations under test):
 
-- ``implementations``: one ``Implementation`` record per implementation under test.
 - ``strategies``: composable Hypothesis strategies and the readable ``RoIAlignCase``.
 - ``tolerances``: error bounds derived from float rounding, and the
   "near a discontinuity" test for kernels that compute coordinates in float32.

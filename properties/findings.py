@@ -93,7 +93,7 @@ def record_call_death(name: str, input: torch.Tensor, boxes, params: tuple, outc
                       direction: str) -> Path:
     """Write the call of implementation ``name`` that died (``outcome``) in its ``direction``
     (``forward`` / ``backward``) to the run's findings folder; the file's path."""
-    from roialign_suite.properties.implementations import resolve
+    from roialign_suite.implementations.registry import resolve
 
     rois = _rows(boxes)
     case = case_of_tensors(input, rois, *params).replace(layout=layout_of(input))

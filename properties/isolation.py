@@ -404,7 +404,7 @@ _RESOLVED: Dict[str, Any] = {}
 def _record(name: str):
     """The (in-process) record called ``name``, in a worker."""
     if name not in _RESOLVED:
-        from roialign_suite.properties.implementations import resolve
+        from roialign_suite.implementations.registry import resolve
 
         _RESOLVED[name] = resolve(name)
     return _RESOLVED[name]

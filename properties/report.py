@@ -106,6 +106,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+from roialign_suite import paths
 from roialign_suite.properties import discrepancy
 from roialign_suite.properties.expected_failures import (
     IMPLEMENTATION_PARAMETERS,
@@ -119,7 +120,8 @@ from roialign_suite.properties.expected_failures import (
 PLUGIN_NAME = "roialign_suite.properties.report"
 SCHEMA = "roialign-suite-report/1"
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed")
-PACKAGES = ("torch", "torchvision", "numba", "numpy", "hypothesis", "pytest", "onnxruntime", "openvino")
+# The packages every run uses; each built-in's record adds its own (``Implementation.packages``).
+SUITE_PACKAGES = ("torch", "numpy", "hypothesis", "pytest")
 FAILING_PREFIXES = ("Failing test case:", "Falsifying example:", "Failing explicit example:",
                     "Falsifying explicit example:")
 _REPRODUCE_FAILURE = re.compile(r"@reproduce_failure\((['\"][^'\"]*['\"]), (b['\"][^'\"]*['\"])\)")
@@ -244,11 +246,11 @@ class FailingCalls:
 def _suite_module(name: str) -> str:
     """A module name as importable from an installed suite (``properties.x`` -> ``roialign_suite.properties.x``)."""
     top = name.partition(".")[0]
-    return "roialign_suite." + name if top in ("impl", "reference", "properties", "benchmarks") else name
+    return "roialign_suite." + name if top in paths.SUBPACKAGES else name
 
 
 def _implementation_expression(value) -> Optional[str]:
-    from roialign_suite.properties import implementations as registry
+    from roialign_suite.implementations import registry
 
     name = getattr(value, "name", None)
     if not isinstance(value, registry.Implementation) or not isinstance(name, str) or not registry.resolvable(name):
@@ -264,7 +266,7 @@ def expression(value, imports: List[str]) -> Optional[str]:
     round-trip (checked by evaluating it)."""
     implementation = _implementation_expression(value)
     if implementation is not None:
-        imports.append("from roialign_suite.properties import implementations as registry")
+        imports.append("from roialign_suite.implementations import registry")
         return implementation
     if isinstance(value, Draws):
         drawn = [expression(v, imports) for v in value.values]
@@ -484,6 +486,13 @@ def _json_value(value):
     return name if isinstance(name, str) else repr(value)
 
 
+def _packages() -> List[str]:
+    """The packages whose versions a report records: the suite's, then each built-in's, once each."""
+    from roialign_suite.implementations import registry
+
+    return list(dict.fromkeys(SUITE_PACKAGES + tuple(p for i in registry.builtin() for p in i.packages)))
+
+
 def _version(package: str) -> Optional[str]:
     module = sys.modules.get(package)
     version = getattr(module, "__version__", None)
@@ -647,7 +656,7 @@ class Report:
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": [str(a) for a in config.invocation_params.args],
             "environment": {"python": platform.python_version(), "platform": platform.platform(),
-                            "packages": {p: _version(p) for p in PACKAGES}},
+                            "packages": {p: _version(p) for p in _packages()}},
             "implementations": _implementations(config),
             "hypothesis": _hypothesis(config),
             "exit_status": self.exit_status,
@@ -844,7 +853,7 @@ def print_implementations_as_code() -> None:
         return
     for_type_by_name = getattr(pretty, "for_type_by_name", None)
     if for_type_by_name is not None:
-        for_type_by_name("roialign_suite.properties.implementations", "Implementation", _pretty_implementation)
+        for_type_by_name("roialign_suite.implementations.records", "Implementation", _pretty_implementation)
 
 
 def register(config) -> Optional[Report]:

@@ -27,7 +27,8 @@ import pytest
 from hypothesis import settings
 
 from roialign_suite.plugin import is_suite_module, names
-from roialign_suite.properties import implementations as registry
+from roialign_suite import options
+from roialign_suite.implementations import registry
 from roialign_suite.properties import isolation
 from roialign_suite.properties.findings import findings_dir
 from roialign_suite.impl import threads
@@ -48,13 +49,10 @@ def implementations_under_test(config) -> List[registry.Implementation]:
     targets = [registry.target(spec, device) for spec in config.getoption("roialign_target")]
     known = registry.by_name()
     wanted = names(config.getoption("roialign_implementation"))
-    # Names no built-in has are refused in pytest_configure (options.implementation); these are
-    # the model workloads' poolers, which only the benchmarks time.
-    unknown = [n for n in wanted if n not in known or n == "reference"]
+    choices = options.known_implementations()
+    unknown = [n for n in wanted if n not in choices]
     if unknown:
-        raise pytest.UsageError(
-            f"--roialign-implementation {unknown}: choose from {sorted(set(known) - {'reference'})}"
-        )
+        raise pytest.UsageError(f"--roialign-implementation {unknown}: choose from {choices}")
     builtins = [known[n] for n in wanted] if wanted else [i for i in known.values() if i.verified_by_default]
     chosen = targets + (builtins if config.getoption("roialign_with_builtins") else []) if targets else builtins
     return [isolation.isolated(i) if isolation.isolates(i) else i for i in chosen]

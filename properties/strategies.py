@@ -139,7 +139,7 @@ class RoIAlignCase:
             "# reproduction (runs wherever roialign_suite is importable)\n"
             "import torch\n"
             "from roialign_suite import impl, reference\n"
-            "from roialign_suite.properties import implementations\n"
+            "from roialign_suite.implementations import registry\n"
             "from roialign_suite.properties.strategies import RoIAlignCase\n"
             f"case = {self!r}\n"
             f"out = case.run({roi_align})\n"
@@ -174,7 +174,7 @@ def note_if_testing(text: str) -> None:
 
 def note_reproduction(case: RoIAlignCase, implementation) -> None:
     """Attach the case's reproduction script to a Hypothesis failure report."""
-    note_if_testing(case.script(f"implementations.resolve({implementation.name!r}).roi_align"))
+    note_if_testing(case.script(f"registry.resolve({implementation.name!r}).roi_align"))
 
 
 def with_layout(values: torch.Tensor, layout: str) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import List
 import pytest
 import torch
 
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 from roialign_suite.properties import isolation
 from roialign_suite.properties.session import implementations_under_test
 from roialign_suite.properties.replay import (

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 from roialign_suite.properties.checks import (
     require_differentiable,
     cases_for,
@@ -32,7 +32,7 @@ EDGE_SAMPLE_Y_EQUALS_H = RoIAlignCase(shape=(1, 1, 5, 5), boxes=((0, 1.0, 4.0, 3
 # ... and exactly on x == -1 in the aligned convention (feature x = -1 - 0.5 + 1/2).
 EDGE_SAMPLE_X_EQUALS_MINUS_1 = RoIAlignCase(shape=(1, 2, 4, 6), boxes=((0, -1.0, 1.0, 0.0, 3.0),), output_size=(1, 1),
                                             sampling_ratio=1, aligned=True)
-TORCHVISION_CPU = registry.by_name()["torchvision-cpu"]
+BASELINE = registry.the_one("baseline")  # torchvision's CPU kernel
 
 
 @pytest.mark.parametrize("case", [EDGE_SAMPLE_Y_EQUALS_H, EDGE_SAMPLE_X_EQUALS_MINUS_1], ids=["y=H", "x=-1"])
@@ -70,8 +70,8 @@ def test_half_forward_and_backward_within_half_rounding(implementation, data):
 @given(data=st.data())
 def test_ours_at_least_as_accurate_as_torchvision(our_implementation, data):
     """In each dtype both take (float32: ours sums in float64; float16: ours in float32, torchvision in float16)."""
-    case = data.draw(cases_for([our_implementation, TORCHVISION_CPU], dtype_names=("float32", "float16")), label="case")
-    check_at_least_as_accurate(our_implementation, TORCHVISION_CPU, case)
+    case = data.draw(cases_for([our_implementation, BASELINE], dtype_names=("float32", "float16")), label="case")
+    check_at_least_as_accurate(our_implementation, BASELINE, case)
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
@@ -98,5 +98,5 @@ TORCHVISION_CUDA = registry.by_name()["torchvision-cuda"]
 @pytest.mark.skipif(TORCHVISION_CUDA.unavailable is not None, reason=f"torchvision-cuda: {TORCHVISION_CUDA.unavailable}")
 @given(data=st.data())
 def test_torchvision_cuda_agrees_with_ours(data):
-    numba = registry.by_name()["numba"]
-    check_agrees_with(TORCHVISION_CUDA, numba, data.draw(cases_for([TORCHVISION_CUDA, numba]), label="case"))
+    ours = registry.the_one("ours")
+    check_agrees_with(TORCHVISION_CUDA, ours, data.draw(cases_for([TORCHVISION_CUDA, ours]), label="case"))

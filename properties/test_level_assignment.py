@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from roialign_suite import impl
 from roialign_suite.impl.levels import DIALECTS
-from roialign_suite.properties.implementations import load_object
+from roialign_suite.implementations.registry import load_object
 from roialign_suite.properties.level_strategies import (
     DTYPES, MapperUnderTest, box_below_top_level, dtype_names, eighths, exact_boxes, level_cases, level_of,
     mapper_params, measured_box, shifts, sides, tensor,

@@ -23,6 +23,7 @@ from roialign_suite.impl.levels import DIALECTS
 from roialign_suite.impl.pooler import Pooler
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
 from roialign_suite.reference import levels as ref_levels
+from roialign_suite.implementations.torchvision import TorchvisionPooler
 from roialign_suite.reference import pooler as ref_pooler
 
 SCALES = (0.25, 0.125, 0.0625, 0.03125)
@@ -265,7 +266,7 @@ def test_extractor_with_our_pooler_matches_torchvision_pooler(case, representati
     torch.manual_seed(case.seed)
     ours = FPN2MLPFeatureExtractor(case.pooler(), case.channels, case.output_size, representation).double()
     theirs = copy.deepcopy(ours)
-    theirs.pooler = ref_pooler.TorchvisionPooler(case.output_size, case.sampling_ratio, scales=SCALES, **CANONICAL)
+    theirs.pooler = TorchvisionPooler(case.output_size, case.sampling_ratio, scales=SCALES, **CANONICAL)
     features, boxes = case.features(), case.box_lists()
     grad_output = torch.randn(case.rois().shape[0], representation, dtype=torch.float64)
     results = []

@@ -58,6 +58,7 @@ import torch
 from torch import Tensor
 
 from roialign_suite import reference
+from roialign_suite.implementations.records import Arithmetic
 from roialign_suite.properties.discrepancy import target_discrepancy
 from roialign_suite.reference.roi_align import bin_taps, roi_align_backward, sample_points
 
@@ -89,15 +90,6 @@ def output_rounding(dtype: torch.dtype, value: Tensor, error) -> Tensor:
     """``error`` plus what storing a result within ``error`` of ``value`` in ``dtype`` adds:
     ``u (|value| + error) + eta`` (rounding to nearest, subnormals included)."""
     return error + UNIT_ROUNDOFF[dtype] * (value.abs() + error) + SUBNORMAL_FLOOR[dtype]
-
-
-@dataclass(frozen=True)
-class Arithmetic:
-    """Where an implementation rounds: sample coordinates, and sums."""
-
-    coordinates: torch.dtype
-    accumulation: torch.dtype
-    output: torch.dtype
 
 
 # The reference's arithmetic (and any float64 computation from float64 coordinates).

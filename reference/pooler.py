@@ -3,8 +3,6 @@
 - :class:`Pooler`: the definition of the multi-level pooler, a plain loop
   over boxes: each box's level by ``reference.levels.level_for_box``, then
   ``reference.roi_align`` on that level's map for that one box.
-- :class:`TorchvisionPooler`: ``torchvision.ops.MultiScaleRoIAlign`` behind the
-  same ``(features, boxes)`` call (torchvision dialect, ``aligned=False``).
 - :func:`magnitudes`: the sums of absolute terms that bound how far two poolers
   (or box heads built on them) differing only in summation order may differ.
 """
@@ -12,8 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torchvision
@@ -154,69 +151,6 @@ def torchvision_inferred_scales(feature_sizes: Sequence[Sequence[int]], image_si
     features = [torch.empty((1, 1) + tuple(int(s) for s in tuple(size)[-2:])) for size in feature_sizes]
     scales, _ = torchvision.ops.poolers._setup_scales(features, [tuple(s) for s in image_sizes], 224, 4)
     return scales
-
-
-class TorchvisionPooler(nn.Module):
-    """``torchvision.ops.MultiScaleRoIAlign`` called as ``pooler(features, boxes)``.
-
-    torchvision infers the scales from the image size; give ``image_size``
-    ``(h, w)``, or leave it ``None`` and give ``scales`` (the image is then
-    ``features[0]``'s size divided by ``scales[0]``). Scales torchvision infers
-    that differ from ``scales`` raise ``ValueError``, so a comparison never
-    runs on silently different pyramids. ``Tensor[K, 5]`` boxes are split per
-    image and the rows put back in input order.
-    """
-
-    def __init__(
-        self,
-        output_size,
-        sampling_ratio: int,
-        scales: Optional[Sequence[float]] = None,
-        image_size: Optional[Tuple[int, int]] = None,
-        canonical_scale: int = 224,
-        canonical_level: int = 4,
-    ):
-        super().__init__()
-        if scales is None and image_size is None:
-            raise ValueError("TorchvisionPooler needs scales or image_size")
-        if scales is not None:
-            pyramid_levels(scales)
-        self.scales = None if scales is None else [float(s) for s in scales]
-        self.image_size = image_size
-        self.output_size = inputs.output_size_pair(output_size)
-        self.sampling_ratio = sampling_ratio
-        self.canonical_scale = canonical_scale
-        self.canonical_level = canonical_level
-
-    def forward(self, features: Sequence[Tensor], boxes: BoxesArg) -> Tensor:
-        names = [str(i) for i in range(len(features))]
-        module = torchvision.ops.MultiScaleRoIAlign(
-            names,
-            self.output_size,
-            self.sampling_ratio,
-            canonical_scale=self.canonical_scale,
-            canonical_level=self.canonical_level,
-        )
-        rois = inputs.rois_from_boxes(boxes, features[0])  # float64 on the CPU: exact batch indices
-        per_image, order = _split_by_image(rois, features[0].shape[0])
-        per_image = [b.to(dtype=features[0].dtype, device=features[0].device) for b in per_image]
-        image_size = self._image_size(features[0])
-        result = module(OrderedDict(zip(names, features)), per_image, [image_size] * features[0].shape[0])
-        if self.scales is not None and module.scales != self.scales:
-            raise ValueError(f"torchvision inferred scales {module.scales}, not {self.scales}")
-        return result[torch.argsort(order).to(result.device)]
-
-    def _image_size(self, first: Tensor) -> Tuple[int, int]:
-        if self.image_size is not None:
-            return tuple(self.image_size)
-        return (round(first.shape[2] / self.scales[0]), round(first.shape[3] / self.scales[0]))
-
-
-def _split_by_image(rois: Tensor, num_images: int) -> Tuple[List[Tensor], Tensor]:
-    """``Tensor[K, 5]`` -> per-image ``Tensor[L, 4]`` and the input row of each concatenated row."""
-    index = rois[:, 0].long()
-    rows = [torch.nonzero(index == i).squeeze(1) for i in range(num_images)]
-    return [rois[r, 1:] for r in rows], torch.cat(rows) if rows else index.new_zeros(0)
 
 
 def magnitudes(module: nn.Module, features: Sequence[Tensor], boxes, grad_output: Tensor):

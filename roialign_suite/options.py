@@ -131,12 +131,11 @@ def names(value: str) -> List[str]:
 
 
 def known_implementations() -> List[str]:
-    """Names ``--implementation`` accepts: the registry's built-ins (less the reference, the oracle
-    itself) and the poolers the model workloads swap in."""
-    from roialign_suite.benchmarks.workloads import POOLER_IMPLEMENTATIONS
-    from roialign_suite.properties import implementations as registry
+    """Names ``--implementation`` accepts: the registry's built-ins, less the definition (the oracle
+    itself). The model workloads' poolers are built-ins too."""
+    from roialign_suite.implementations import registry
 
-    return sorted((set(registry.by_name()) - {"reference"}) | set(POOLER_IMPLEMENTATIONS))
+    return sorted(n for n, i in registry.by_name().items() if not i.definition)
 
 
 def implementation(value: str) -> str:
@@ -210,7 +209,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("device", "device the targets run on (cpu, cuda or cuda:N); default cpu", device, default="cpu",
            metavar="DEVICE", commands=(CHECK, BENCH, VERIFY, FUZZ, JOBS)),
     Option("implementation", "built-in implementation(s) to verify or time (repeatable or comma-separated; "
-           "default: the registry's defaults; see roialign_suite.properties.implementations)", implementation,
+           "default: the registry's defaults; see roialign_suite.implementations.registry)", implementation,
            default=[], metavar="NAME", repeatable=True, commands=(CHECK, FUZZ)),
     Option("with-builtins", "with --roialign-target, also verify the built-in implementations", flag=True,
            default=False, commands=(CHECK, FUZZ)),

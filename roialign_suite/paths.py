@@ -15,9 +15,13 @@ import sys
 from pathlib import Path
 from typing import List, Sequence
 
+# The subpackages of roialign_suite: in a checkout the repository's top-level folders, in a
+# wheel folders of the package (pyproject.toml's package-dir maps the same names).
+SUBPACKAGES = ("impl", "reference", "implementations", "properties", "benchmarks")
+
 
 def package_dir(subpackage: str) -> Path:
-    """The folder of ``roialign_suite.<subpackage>`` (``impl``, ``reference``, ``properties``, ``benchmarks``)."""
+    """The folder of ``roialign_suite.<subpackage>`` (one of :data:`SUBPACKAGES`)."""
     return Path(importlib.import_module(f"roialign_suite.{subpackage}").__file__).resolve().parent
 
 

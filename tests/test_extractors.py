@@ -15,6 +15,7 @@ from roialign_suite import impl
 from roialign_suite.impl.extractors import FPN2MLPFeatureExtractor, ResNet50Conv5ROIFeatureExtractor
 from roialign_suite.impl.pooler import Pooler
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
+from roialign_suite.implementations.torchvision import TorchvisionPooler
 from roialign_suite.reference import pooler as ref_pooler
 
 SCALES = (0.25, 0.125, 0.0625, 0.03125)
@@ -79,7 +80,7 @@ def test_fpn_head_same_with_our_pooler_and_torchvisions():
         Pooler(RESOLUTION, SCALES, 2, dialect="torchvision", canonical_scale=32), CHANNELS, RESOLUTION, REPRESENTATION
     ).double()
     theirs = copy.deepcopy(ours)
-    theirs.pooler = ref_pooler.TorchvisionPooler(RESOLUTION, 2, scales=SCALES, canonical_scale=32)
+    theirs.pooler = TorchvisionPooler(RESOLUTION, 2, scales=SCALES, canonical_scale=32)
     boxes = _boxes()
     assert set(ours.pooler.levels(torch.cat([torch.zeros(5, 1, dtype=torch.float64), torch.cat(boxes)], 1)).tolist()) == {0, 1, 2, 3}
     _assert_same_head(ours, theirs, _pyramid(), boxes, _fpn_accumulations(5))
@@ -134,7 +135,7 @@ def test_c4_head_same_with_our_pooler_and_torchvisions():
     features = _pyramid(scales=(1.0 / 16,))
     ours = ResNet50Conv5ROIFeatureExtractor(head=_TinyConvHead()).double()
     theirs = copy.deepcopy(ours)
-    theirs.pooler = ref_pooler.TorchvisionPooler(14, 0, scales=(1.0 / 16,))
+    theirs.pooler = TorchvisionPooler(14, 0, scales=(1.0 / 16,))
     out, grads = _run(ours, features, _boxes())
     their_out, their_grads = _run(theirs, features, _boxes())
     assert out.shape == (5, 3, 7, 7)

@@ -24,7 +24,7 @@ from roialign_suite.properties.fuzz.redis_server import LocalRedis, redis_server
 from roialign_suite.properties.fuzz.stats import load_snapshots
 from roialign_suite.properties.discrepancy import UNBOUNDED, discrepancy
 from roialign_suite.properties.strategies import RoIAlignCase
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 
 REPO = Path(__file__).resolve().parents[1]
 PLANTED = "roialign_suite.properties.fuzz.planted:roi_align"

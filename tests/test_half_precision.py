@@ -18,7 +18,7 @@ from roialign_suite.benchmarks.workloads import realistic_boxes
 from roialign_suite.impl import kernels
 from roialign_suite.impl.inputs import rois_from_boxes
 from roialign_suite.impl.storage import storage
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 from roialign_suite.properties.checks import (
     assert_backward_within_bound,
     assert_forward_within_bound,

@@ -25,7 +25,7 @@ import torchvision
 
 from roialign_suite import paths
 from roialign_suite.properties import contract, findings, isolation
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 from roialign_suite.properties.fuzz import planted
 from roialign_suite.properties.replay import case_from_entry, check_still_diverges
 from roialign_suite.properties.strategies import RoIAlignCase, with_layout

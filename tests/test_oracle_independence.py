@@ -1,10 +1,11 @@
-"""The oracles share nothing with the code under test: ``reference/`` imports nothing from ``impl/``.
+"""The oracles share nothing with the code under test: ``reference/`` imports nothing from ``impl/``
+or ``implementations/`` (the adapters and records of the kernels under test).
 
 A bug in code both sides used would be invisible to every comparison between
 them, so the rule is checked twice: statically (no import statement in
-``reference/*.py`` names ``roialign_suite.impl``, absolutely or relatively)
+``reference/*.py`` names a forbidden package, absolutely or relatively)
 and dynamically (importing every reference module in a fresh interpreter
-loads no ``roialign_suite.impl`` module, whatever the route).
+loads no module of a forbidden package, whatever the route).
 """
 from __future__ import annotations
 
@@ -19,16 +20,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "reference"
 PACKAGE = "roialign_suite"
-FORBIDDEN = f"{PACKAGE}.impl"
+# The code under test: our kernels, and the adapters and records of every implementation.
+FORBIDDEN = (f"{PACKAGE}.impl", f"{PACKAGE}.implementations")
 REFERENCE_FILES = sorted(REFERENCE.glob("*.py"))
 
 
-def _is_impl(module: str) -> bool:
-    return module == FORBIDDEN or module.startswith(FORBIDDEN + ".")
+def _is_forbidden(module: str) -> bool:
+    return any(module == f or module.startswith(f + ".") for f in FORBIDDEN)
 
 
-def impl_imports(path: Path) -> list:
-    """``(line, statement)`` of every import in ``path`` that reaches ``roialign_suite.impl``.
+def forbidden_imports(path: Path) -> list:
+    """``(line, statement)`` of every import in ``path`` that reaches a :data:`FORBIDDEN` package.
 
     Relative imports are resolved against ``roialign_suite.reference`` (the
     package ``path`` belongs to), so ``from ..impl import x`` and ``from .. import impl`` count.
@@ -52,7 +54,7 @@ def impl_imports(path: Path) -> list:
             targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
         else:
             continue
-        if any(_is_impl(t) for t in targets):
+        if any(_is_forbidden(t) for t in targets):
             found.append((node.lineno, ast.get_source_segment(source, node)))
     return found
 
@@ -63,8 +65,8 @@ def test_reference_files_are_found():
 
 
 @pytest.mark.parametrize("path", REFERENCE_FILES, ids=lambda p: p.name)
-def test_no_reference_file_imports_impl(path):
-    assert impl_imports(path) == [], f"{path.relative_to(REPO)} imports from {FORBIDDEN}"
+def test_no_reference_file_imports_the_code_under_test(path):
+    assert forbidden_imports(path) == [], f"{path.relative_to(REPO)} imports from one of {FORBIDDEN}"
 
 
 @pytest.mark.parametrize(
@@ -76,22 +78,27 @@ def test_no_reference_file_imports_impl(path):
         "from ..impl import pooler",
         "from .. import impl",
         "def f():\n    from roialign_suite.impl import roi_align\n",
+        "from roialign_suite.implementations.torchvision import roi_align_cpu",
+        "from roialign_suite import implementations",
+        "from ..implementations import registry",
+        "import roialign_suite.implementations.records",
     ],
 )
 def test_the_static_check_sees_every_spelling(tmp_path, source):
-    # The checker itself: each way of importing impl is caught.
+    # The checker itself: each way of importing impl or implementations is caught.
     path = tmp_path / "module.py"
     path.write_text(source + "\n")
-    assert impl_imports(path)
+    assert forbidden_imports(path)
 
 
 def test_the_static_check_passes_other_imports(tmp_path):
     path = tmp_path / "module.py"
-    path.write_text("from roialign_suite.reference import inputs\nfrom . import levels\nimport torch\nimpl = 1\n")
-    assert impl_imports(path) == []
+    path.write_text("from roialign_suite.reference import inputs\nfrom . import levels\nimport torch\nimpl = 1\n"
+                    "import roialign_suite.implementations_elsewhere\n")
+    assert forbidden_imports(path) == []
 
 
-_CHILD = """
+_CHILD = f"FORBIDDEN = {FORBIDDEN!r}\n" + """
 import importlib, json, pkgutil, sys
 import roialign_suite.reference as reference
 names = sorted(m.name for m in pkgutil.iter_modules(reference.__path__, reference.__name__ + "."))
@@ -99,13 +106,13 @@ for name in names:
     importlib.import_module(name)
 print(json.dumps({
     "imported": names,
-    "impl": sorted(m for m in sys.modules if m == "roialign_suite.impl" or m.startswith("roialign_suite.impl.")),
+    "forbidden": sorted(m for m in sys.modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)),
     "reference_file": reference.__file__,
 }))
 """
 
 
-def test_importing_every_reference_module_loads_no_impl_module():
+def test_importing_every_reference_module_loads_nothing_under_test():
     # A fresh interpreter, run from the repository root so it imports this checkout.
     result = subprocess.run(
         [sys.executable, "-c", _CHILD], cwd=REPO, capture_output=True, text=True, timeout=300
@@ -115,4 +122,4 @@ def test_importing_every_reference_module_loads_no_impl_module():
     assert Path(report["reference_file"]).resolve() == (REFERENCE / "__init__.py").resolve()
     expected = {f"{PACKAGE}.reference.{p.stem}" for p in REFERENCE_FILES if p.name != "__init__.py"}
     assert set(report["imported"]) == expected
-    assert report["impl"] == [], f"importing the reference loaded {report['impl']}"
+    assert report["forbidden"] == [], f"importing the reference loaded {report['forbidden']}"

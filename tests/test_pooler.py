@@ -20,6 +20,7 @@ from roialign_suite.impl.pooler import (
 )
 from roialign_suite.reference import levels as ref_levels
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
+from roialign_suite.implementations.torchvision import TorchvisionPooler
 from roialign_suite.reference import pooler as ref_pooler
 
 SCALES = (0.25, 0.125, 0.0625, 0.03125)
@@ -166,7 +167,7 @@ def test_equals_torchvision_multiscale_roi_align(image):
     # (float64, same operations), so only the summation order differs.
     features, boxes = _pyramid(image), _boxes()
     ours = Pooler(3, SCALES, 2, dialect="torchvision", **SMALL_CANONICAL)
-    theirs = ref_pooler.TorchvisionPooler(3, 2, image_size=image, scales=SCALES, **SMALL_CANONICAL)
+    theirs = TorchvisionPooler(3, 2, image_size=image, scales=SCALES, **SMALL_CANONICAL)
     out = ours(features, boxes)
     magnitude, _, _ = ref_pooler.magnitudes(ours, features, boxes, torch.ones_like(out))
     # A bin averages 4 bilinear taps at 2x2 samples: 16 terms.
@@ -331,6 +332,6 @@ def test_bad_parameters(kwargs, error, message):
 
 def test_torchvision_adapter_refuses_other_scales():
     # Features of a 64x80 image but told the image is 4x as large: torchvision would infer 1/16.. scales.
-    adapter = ref_pooler.TorchvisionPooler(3, 2, scales=SCALES, image_size=(256, 320))
+    adapter = TorchvisionPooler(3, 2, scales=SCALES, image_size=(256, 320))
     with pytest.raises(ValueError, match="torchvision inferred scales"):
         adapter(_pyramid(), _boxes())

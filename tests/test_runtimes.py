@@ -1,4 +1,4 @@
-"""ONNX Runtime and OpenVINO RoiAlign adapters (reference/runtimes.py).
+"""ONNX Runtime and OpenVINO RoiAlign adapters (implementations/onnx_runtimes.py).
 
 Hand-checked fixtures, the adapter's contract (forward only, argument checks,
 session cache, thread count), and a replay of every recorded known divergence
@@ -12,10 +12,10 @@ import pathlib
 import pytest
 import torch
 
-from roialign_suite.properties import implementations as registry
-from roialign_suite.reference import runtimes
+from roialign_suite.implementations import registry
+from roialign_suite.implementations import onnx_runtimes as runtimes
 
-RUNTIME_NAMES = ["onnxruntime", "openvino"]
+RUNTIME_NAMES = [record.name for record in runtimes.records()]
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "properties" / "corpus" / "known_divergences"
 BOTH_CONVENTIONS = pytest.mark.parametrize("aligned", [False, True], ids=["legacy", "aligned"])
 BOTH_DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])

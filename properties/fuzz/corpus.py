@@ -31,7 +31,7 @@ from roialign_suite.properties.replay import (
     entry_fields,
 )
 from roialign_suite.properties.tolerances import forward_oracle
-from roialign_suite.properties import implementations as registry
+from roialign_suite.implementations import registry
 
 # The corpus properties a finding is checked against (canonical names; test_corpus has aliases).
 REPLAYED = ("forward_matches_reference", "backward_matches_reference", "adjoint_identity")

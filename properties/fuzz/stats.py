@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-TARGET_PREFIX = "target:"
+# Hypothesis observability names each hypothesis.target() value "target:LABEL" in a test case's
+# features (not the suite's "target:MODULE:ATTR" implementation names).
+OBSERVED_TARGET_PREFIX = "target:"
 EXAMPLE_CHARS = 600  # of the worst example's representation kept in the summary
 
 
@@ -43,8 +45,8 @@ class PropertyStats:
         self.examples += 1
         self.invalid += status == "gave_up"
         for name, value in features.items():
-            if name.startswith(TARGET_PREFIX) and isinstance(value, (int, float)):
-                label = name[len(TARGET_PREFIX):]
+            if name.startswith(OBSERVED_TARGET_PREFIX) and isinstance(value, (int, float)):
+                label = name[len(OBSERVED_TARGET_PREFIX):]
                 if label not in self.worst or value > self.worst[label].value:
                     self.worst[label] = Worst(float(value), representation[:EXAMPLE_CHARS])
 

@@ -35,8 +35,8 @@ from roialign_suite.properties.mutation.mutants import KERNELS, MUTANTS, Mutant,
 
 # What a mutant's copy holds, laid out as a checkout: the packages, the tests and pyproject.toml
 # (pytest's configuration) from a checkout; from an installed suite, its package's folders.
-COPIED = ("roialign_suite", "impl", "reference", "properties", "tests", "benchmarks", "pyproject.toml")
-SUBPACKAGES = ("impl", "reference", "properties", "benchmarks")
+SUBPACKAGES = paths.SUBPACKAGES
+COPIED = ("roialign_suite", *SUBPACKAGES, "tests", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".hypothesis", ".pytest_cache")
 PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.plugin", "-p",
                   "roialign_suite.properties.mutation.plugin")

@@ -1,4 +1,4 @@
-"""ONNX Runtime's and OpenVINO's ``RoiAlign`` behind torchvision's signature.
+"""ONNX Runtime's and OpenVINO's ``RoiAlign`` as implementations, behind torchvision's signature.
 
 Each adapter builds a one-node ONNX model (``RoiAlign``, opset 16, ``mode="avg"``)
 per configuration, compiles it once, and caches the session. Pixel
@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from roialign_suite.implementations.records import (
+    NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, RUNTIME_EMPTY_MAP_UNINITIALISED, Divergence, Implementation,
+)
 from roialign_suite.reference import inputs
 from roialign_suite.reference.inputs import BoxesArg
 from roialign_suite.reference.roi_align import check_geometry
@@ -41,14 +44,19 @@ def _missing(*packages: str) -> Optional[str]:
     return f"{', '.join(absent)} not installed (pip install -e '.[runtimes]')"
 
 
+# What each adapter imports: the ONNX model builder and the runtime.
+ONNXRUNTIME_PACKAGES = ("onnx", "onnxruntime")
+OPENVINO_PACKAGES = ("onnx", "openvino")
+
+
 def onnxruntime_unavailable() -> Optional[str]:
     """Why the onnxruntime adapter cannot run here, or None."""
-    return _missing("onnx", "onnxruntime")
+    return _missing(*ONNXRUNTIME_PACKAGES)
 
 
 def openvino_unavailable() -> Optional[str]:
     """Why the OpenVINO adapter cannot run here, or None."""
-    return _missing("onnx", "openvino")
+    return _missing(*OPENVINO_PACKAGES)
 
 
 def onnx_sampling_ratio(sampling_ratio: int) -> int:
@@ -186,3 +194,37 @@ def openvino_roi_align(threads: Optional[int] = DEFAULT_THREADS) -> RuntimeRoIAl
 
 roi_align_onnxruntime = onnxruntime_roi_align()
 roi_align_openvino = openvino_roi_align()
+
+
+OPENVINO_FLOAT64_IN_FLOAT32 = Divergence(
+    "openvino-float64-in-float32",
+    "OpenVINO's CPU plugin runs float64 models in float32",
+    "known_divergences/openvino_float64_matches_reference_*",
+    cases=lambda case: case.dtype == "float64",
+    whole_dtype="float64",
+)
+OPENVINO_EMPTY_GRID_NAN = Divergence(
+    "openvino-empty-grid-nan",
+    "a zero-width or zero-height box with aligned=True and an adaptive grid has 0 samples: OpenVINO "
+    "divides 0 by 0 (NaN) where the definition gives 0",
+    "known_divergences/openvino_zero_size_box_adaptive_grid_aligned.json",
+    boxes=lambda case, g: g.grid_h * g.grid_w == 0,
+    cases=lambda case: case.aligned and case.sampling_ratio <= 0,
+)
+
+
+def records() -> List[Implementation]:
+    """ONNX Runtime's and OpenVINO's CPU RoiAlign (forward only)."""
+    return [
+        Implementation(
+            "onnxruntime", roi_align_onnxruntime, unavailable=onnxruntime_unavailable(),
+            differentiable=False, packages=ONNXRUNTIME_PACKAGES,
+            divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, RUNTIME_EMPTY_MAP_UNINITIALISED),
+        ),
+        Implementation(
+            "openvino", roi_align_openvino, unavailable=openvino_unavailable(),
+            differentiable=False, compute_dtype=torch.float32, packages=OPENVINO_PACKAGES,
+            divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
+                         OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
+        ),
+    ]
