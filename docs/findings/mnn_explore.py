@@ -92,12 +92,13 @@ def in_child(batch, timeout=300):
                        text=True, timeout=timeout)
     if p.returncode != 0:
         return None, p.returncode
-    return json.loads(p.stdout.strip().splitlines()[-1]), 0
+    # MNN prints to stdout too, without newlines ("call to readMap meet a error"): find our marker.
+    return json.loads(p.stdout.rsplit("RESULT", 1)[1]), 0
 
 
 def main():
     if sys.argv[1:] == ["--child"]:
-        print(json.dumps(run_batch(json.loads(sys.stdin.read()))))
+        print("\nRESULT" + json.dumps(run_batch(json.loads(sys.stdin.read()))))
         return
     num, seed = (int(sys.argv[1]) if len(sys.argv) > 1 else 200), (int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     all_cases = cases(num, seed)
