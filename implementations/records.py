@@ -134,6 +134,9 @@ class Implementation:
     multiscale_roi_align: Optional[Callable] = None
     # The Python distributions (pip names) it runs on beyond torch and numpy: a report records their versions.
     packages: Tuple[str, ...] = ()
+    # The modules (import names) its kernel imports when first called: an isolated record's
+    # worker zygote imports them once, so a new worker after a crash starts without that cost.
+    preload: Tuple[str, ...] = ()
     # Why it is never timed (the float64 reference is a definition, too slow).
     not_timed: Optional[str] = None
     # Why it cannot run on this machine, or None when it can.

@@ -491,7 +491,7 @@ def isolated(implementation):
     """``implementation`` with every call run in its worker (``native`` dropped: an isolated record
     is for checking, never timing). It pickles by name, as the record itself does."""
     module = getattr(implementation.roi_align, "__module__", None)
-    preload = (module,) if module and module != "__main__" else ()
+    preload = ((module,) if module and module != "__main__" else ()) + implementation.preload
     call = IsolatedRoIAlign(implementation.name, implementation.differentiable, preload)
     return dataclasses.replace(implementation, roi_align=call, native=None)
 
