@@ -281,7 +281,8 @@ def _torchvision_pooler(output_size, sampling_ratio, scales):
 
 def builtin() -> List[Implementation]:
     """The suite's own entries: ours, the reference, torchvision CPU, its pure-PyTorch kernel and CUDA,
-    ONNX Runtime, OpenVINO."""
+    ONNX Runtime, OpenVINO, PaddlePaddle."""
+    from roialign_suite.implementations import paddle  # imports this module: not at the top
     return [
         Implementation(
             "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
@@ -322,6 +323,7 @@ def builtin() -> List[Implementation]:
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
+        paddle.record(),
     ]
 
 
