@@ -155,9 +155,28 @@ def _aligned_adaptive(case) -> bool:
     return case.aligned and case.sampling_ratio <= 0
 
 
-# Paddle's forward (paddle/phi/kernels/cpu/roi_align_kernel.cc) loops over the signed adaptive grid
-# as std::size_t: rows (grid_h) outside, columns (grid_w) inside, after reserving
-# pooled_h * pooled_w * grid_h * grid_w entries (size_t arithmetic).
+def paddle_adaptive_grid(case, geometry) -> Tuple[int, int]:
+    """The signed adaptive grid (grid_h, grid_w) Paddle's forward computes for ``geometry``'s row
+    of ``case`` (aligned=True): in the case's dtype, the scale rounded to float32, ``ceil(roi / pooled)``.
+
+    Near ``roi / pooled == -1`` or ``0`` its rounding can give another grid than the float64
+    definition's, and which grid decides between NaN, a hang and unbounded memory; so the rules
+    below use this grid, not the definition's.
+    """
+    row = case.geometries().index(geometry)
+    real = np.float32 if case.dtype == "float32" else np.float64
+    scale, half = real(np.float32(case.spatial_scale)), real(0.5)
+    x1, y1, x2, y2 = (real(v) for v in case.boxes[row][1:])
+    roi_w = (x2 * scale - half) - (x1 * scale - half)
+    roi_h = (y2 * scale - half) - (y1 * scale - half)
+    pooled_h, pooled_w = case.output_size
+    return int(np.ceil(roi_h / real(pooled_h))), int(np.ceil(roi_w / real(pooled_w)))
+
+
+def _paddle_grid_is(rule):
+    return lambda case, geometry: rule(*paddle_adaptive_grid(case, geometry))
+
+
 PADDLE_SCALE_IN_FLOAT32 = Divergence(
     "paddle-spatial-scale-float32",
     "Paddle's op stores spatial_scale as a float32 attribute: on float64 input a scale float32 cannot hold "
@@ -172,7 +191,7 @@ PADDLE_EMPTY_GRID_NAN = Divergence(
     "less than a bin): Paddle multiplies the empty sum by 1 / (grid_h * grid_w) = inf and returns NaN; the "
     "definition (and torchvision) divide by max(grid_h * grid_w, 1) and give 0",
     "known_divergences/paddle_empty_adaptive_grid_nan.json",
-    boxes=lambda case, g: g.grid_h == 0 or (g.grid_w == 0 and g.grid_h > 0),
+    boxes=_paddle_grid_is(lambda grid_h, grid_w: grid_h == 0 or (grid_w == 0 and grid_h > 0)),
     cases=_aligned_adaptive,
 )
 PADDLE_EMPTY_COLUMNS_NEGATIVE_ROWS_HANG = Divergence(
@@ -181,7 +200,7 @@ PADDLE_EMPTY_COLUMNS_NEGATIVE_ROWS_HANG = Divergence(
     "grid_h < 0): Paddle's row loop runs to (size_t) grid_h, about 2**64 iterations, and the call never "
     "returns; the definition gives 0 (an excluded box: it would hang the run)",
     "known_divergences/paddle_negative_rows_empty_columns_hang.json",
-    boxes=lambda case, g: g.grid_w == 0 and g.grid_h < 0,
+    boxes=_paddle_grid_is(lambda grid_h, grid_w: grid_w == 0 and grid_h < 0),
     cases=_aligned_adaptive,
     excluded=True,
 )
@@ -193,7 +212,7 @@ PADDLE_INVERTED_BOTH_AXES_EXHAUSTS_MEMORY = Divergence(
     "process aborts (SIGABRT, std::bad_alloc) or the machine runs out; the definition gives 0 (an excluded "
     "box: it would kill the run)",
     "known_divergences/paddle_inverted_both_axes_exhausts_memory.json",
-    boxes=lambda case, g: g.grid_h < 0 and g.grid_w < 0,
+    boxes=_paddle_grid_is(lambda grid_h, grid_w: grid_h < 0 and grid_w < 0),
     cases=_aligned_adaptive,
     excluded=True,
 )
