@@ -25,6 +25,7 @@ from roialign_suite.properties.tolerances import Arithmetic
 from roialign_suite.reference import runtimes, torchvision_ops
 from roialign_suite.reference.pooler import TorchvisionPooler
 from roialign_suite.reference.roi_align import sample_points
+from roialign_suite.implementations import tvm
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -281,7 +282,7 @@ def _torchvision_pooler(output_size, sampling_ratio, scales):
 
 def builtin() -> List[Implementation]:
     """The suite's own entries: ours, the reference, torchvision CPU, its pure-PyTorch kernel and CUDA,
-    ONNX Runtime, OpenVINO."""
+    ONNX Runtime, OpenVINO, Apache TVM (topi and Relax ONNX)."""
     return [
         Implementation(
             "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
@@ -322,6 +323,7 @@ def builtin() -> List[Implementation]:
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
+        tvm.record(), tvm.record_relax_onnx(),
     ]
 
 
