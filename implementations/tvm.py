@@ -164,7 +164,8 @@ roi_align = roi_align_topi
 
 
 def _empty_grid(case, geometry) -> bool:
-    return geometry.grid_h * geometry.grid_w <= 0
+    # Inverted along both axes the product is positive, yet neither loop runs.
+    return geometry.grid_h <= 0 or geometry.grid_w <= 0
 
 
 def _aligned_adaptive(case) -> bool:
@@ -177,8 +178,8 @@ def _divergences():
 
     empty_grid_unwritten = Divergence(
         "tvm-empty-grid-output-unwritten",
-        "aligned=True, adaptive grid, a box of zero width/height or inverted along one axis: the grid "
-        "ceil(roi / pooled) is <= 0 samples and the definition (and torchvision) averages to 0; TVM lowers "
+        "aligned=True, adaptive grid, a box of zero width/height or inverted (along one or both "
+        "axes): the grid ceil(roi / pooled) along an axis is <= 0 samples and the definition (and torchvision) averages to 0; TVM lowers "
         "te.sum's init inside the reduction loops, so with no iterations the output is never written: "
         "topi leaves the caller's buffer as it was (NaN here), the Relax VM returns stale memory "
         "(not reproducible: pinned on tvm-topi only)",
