@@ -218,12 +218,12 @@ def records() -> List[Implementation]:
     return [
         Implementation(
             "onnxruntime", roi_align_onnxruntime, unavailable=onnxruntime_unavailable(),
-            differentiable=False, packages=ONNXRUNTIME_PACKAGES,
+            differentiable=False, packages=ONNXRUNTIME_PACKAGES, xfails="onnxruntime.txt",
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
         Implementation(
             "openvino", roi_align_openvino, unavailable=openvino_unavailable(),
-            differentiable=False, compute_dtype=torch.float32, packages=OPENVINO_PACKAGES,
+            differentiable=False, compute_dtype=torch.float32, packages=OPENVINO_PACKAGES, xfails="openvino.txt",
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),

@@ -137,6 +137,9 @@ class Implementation:
     # The modules (import names) its kernel imports when first called: an isolated record's
     # worker zygote imports them once, so a new worker after a crash starts without that cost.
     preload: Tuple[str, ...] = ()
+    # Its shipped expected-failures file (``properties/xfails/<name>``): the divergences the
+    # properties show on it, each with its reason (``roialign-suite ecosystem`` passes it).
+    xfails: Optional[str] = None
     # Why it is never timed (the float64 reference is a definition, too slow).
     not_timed: Optional[str] = None
     # Why it cannot run on this machine, or None when it can.

@@ -209,7 +209,7 @@ def records():
     from roialign_suite.implementations.records import Implementation
 
     topi, relax_onnx = _divergences()
-    common = dict(differentiable=False, dtypes=DTYPES, packages=("apache-tvm",), preload=("tvm",))
+    common = dict(differentiable=False, dtypes=DTYPES, packages=("apache-tvm",), xfails="tvm.txt", preload=("tvm",))
     return [
         Implementation("tvm-topi", roi_align_topi, unavailable=unavailable(), divergences=topi, **common),
         Implementation("tvm-relax-onnx", roi_align_relax_onnx, unavailable=relax_onnx_unavailable(),

@@ -2,6 +2,7 @@
 
     roialign-suite check  --target mypkg.ops:roi_align [--xfails F] [--report R.json] [--summary R.md] [-- PYTEST ARGS]
     roialign-suite verify [--target mypkg.ops:roi_align]   # agreement table against the float64 reference
+    roialign-suite ecosystem [--implementation NAME]      # check every installed third-party kernel with its xfails
     roialign-suite bench  [--target ...] [-- PYTEST ARGS]  # time every workload, save under .benchmarks/
     roialign-suite gate   [--target ...] [--quick]         # fail when a speedup falls below benchmarks/gate.toml
     roialign-suite report [--run] [--target ...]           # Markdown, JSON and plots under report/
@@ -52,6 +53,12 @@ def check(argv: Sequence[str]) -> int:
 
 def verify(argv: Sequence[str]) -> int:
     from roialign_suite.properties import verify as job
+
+    return job.main(list(argv))
+
+
+def ecosystem(argv: Sequence[str]) -> int:
+    from roialign_suite.properties import ecosystem as job
 
     return job.main(list(argv))
 
@@ -111,7 +118,7 @@ def crossover(argv: Sequence[str]) -> int:
     return job.main(list(argv))
 
 
-COMMANDS = {"check": check, "verify": verify, "bench": bench, "gate": gate, "report": report, "fuzz": fuzz,
+COMMANDS = {"check": check, "verify": verify, "ecosystem": ecosystem, "bench": bench, "gate": gate, "report": report, "fuzz": fuzz,
             "mutate": mutate, "crossover": crossover, "warm": warm}
 
 

@@ -177,7 +177,7 @@ def workload_names(value: str) -> str:
 # --- the declarations -------------------------------------------------------------------
 
 # The commands: check, bench, verify, fuzz; jobs: gate and report (their pytest options after --).
-CHECK, BENCH, VERIFY, FUZZ, JOBS = "check", "bench", "verify", "fuzz", "jobs"
+CHECK, BENCH, VERIFY, FUZZ, JOBS, ECOSYSTEM = "check", "bench", "verify", "fuzz", "jobs", "ecosystem"
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ OPTIONS: Tuple[Option, ...] = (
            metavar="DEVICE", commands=(CHECK, BENCH, VERIFY, FUZZ, JOBS)),
     Option("implementation", "built-in implementation(s) to verify or time (repeatable or comma-separated; "
            "default: the registry's defaults; see roialign_suite.implementations.registry)", implementation,
-           default=[], metavar="NAME", repeatable=True, commands=(CHECK, FUZZ)),
+           default=[], metavar="NAME", repeatable=True, commands=(CHECK, FUZZ, ECOSYSTEM)),
     Option("with-builtins", "with --roialign-target, also verify the built-in implementations", flag=True,
            default=False, commands=(CHECK, FUZZ)),
     Option("level-mapper", "LevelMapper class under test (torchvision's constructor and call)", callable_object,
@@ -220,18 +220,18 @@ OPTIONS: Tuple[Option, ...] = (
            metavar="DIALECT", commands=(CHECK, FUZZ)),
     Option("profile", "Hypothesis profile: ci (derandomized), dev, thorough (default: a profile your conftest "
            "loaded, else env ROIALIGN_PROFILE, else ci under CI, else dev)", profile, metavar="NAME",
-           commands=(CHECK,)),
+           commands=(CHECK, ECOSYSTEM)),
     Option("max-examples", "examples per property (overrides the profile)", positive_integer, metavar="N",
-           commands=(CHECK,)),
+           commands=(CHECK, ECOSYSTEM)),
     Option("seed", "seed every property (a random, reproducible run; turns derandomization off)", integer,
-           metavar="N", commands=(CHECK,)),
+           metavar="N", commands=(CHECK, ECOSYSTEM)),
     Option("isolate", "which kernels' calls run in a worker process, so that a crash or a hang is a finding and "
            "the run goes on: third-party (every kernel but ours; default), all, none", isolate_choice,
-           default="third-party", metavar="WHICH", commands=(CHECK, VERIFY, FUZZ)),
+           default="third-party", metavar="WHICH", commands=(CHECK, VERIFY, FUZZ, ECOSYSTEM)),
     Option("call-timeout", "seconds an isolated call may run before it counts as a hang: its worker is killed "
            f"and the example fails (default {DEFAULT_CALL_TIMEOUT_S:g})", positive_number,
            default=DEFAULT_CALL_TIMEOUT_S, metavar="SECONDS",
-           commands=(CHECK, VERIFY, FUZZ)),
+           commands=(CHECK, VERIFY, FUZZ, ECOSYSTEM)),
     Option("corpus", "replay this corpus folder instead of the shipped one (default: env ROIALIGN_CORPUS)",
            existing_folder, metavar="DIR", commands=(CHECK,)),
     Option("xfails", "expected-failures file (test id or property[implementation] patterns, each with a "
