@@ -281,7 +281,9 @@ def _torchvision_pooler(output_size, sampling_ratio, scales):
 
 def builtin() -> List[Implementation]:
     """The suite's own entries: ours, the reference, torchvision CPU, its pure-PyTorch kernel and CUDA,
-    ONNX Runtime, OpenVINO."""
+    ONNX Runtime, OpenVINO, and the adapters of ``implementations/`` (each in an environment of its own)."""
+    from roialign_suite.implementations import ipex, mxnet  # they import this module's records
+
     return [
         Implementation(
             "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
@@ -322,6 +324,8 @@ def builtin() -> List[Implementation]:
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
+        mxnet.record(),
+        ipex.record(),
     ]
 
 
