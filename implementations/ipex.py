@@ -32,7 +32,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from roialign_suite.properties.implementations import NEGATIVE_GRID_REFUSED, Divergence, Implementation
+from roialign_suite.properties.implementations import NEGATIVE_GRID_REFUSED, Divergence, Implementation, _on_empty_map
 
 NAME = "ipex"
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -83,9 +83,34 @@ def ipex_dispatched(input: Tensor, boxes, output_size, **kwargs) -> bool:
     return any(event.name == IPEX_FORWARD_EVENT for event in profile.events())
 
 
+def _ipex_sums(dtype: torch.dtype, backward: bool) -> torch.dtype:
+    """Where IPEX sums: bfloat16's forward in float32 (AccType), every backward and the other
+    forwards in the input's dtype."""
+    return torch.float32 if dtype == torch.bfloat16 and not backward else dtype
+
+
+# roi_align_forward_kernel_impl returns early only for an empty output; with H = 0 or W = 0
+# pre_calc_for_bilinear_interpolate clamps a sample to row H - 1 = -1 and the sum reads it.
+IPEX_EMPTY_MAP_SEGFAULT = Divergence(
+    "empty-map-segfault",
+    "a box on a map with H = 0 or W = 0: the definition gives zeros (no pixel to sample); IPEX's CPU kernel "
+    "(the caffe2 code torchvision's is, csrc/cpu/aten/kernels/RoiAlignKrnl.cpp) clamps the sample to row "
+    "H - 1 = -1 and reads outside the map: the process dies with SIGSEGV",
+    "known_divergences/ipex_empty_map_segfault.json",
+    boxes=_on_empty_map,
+    excluded=True,
+)
+
+
 def record() -> Implementation:
     """IPEX's registry entry: see the module docstring for the conversions, the divergences for its bugs."""
     return Implementation(
         NAME, roi_align, unavailable=unavailable(), dtypes=DTYPES,
-        divergences=(NEGATIVE_GRID_REFUSED,),
+        # RoiAlignKrnl.cpp: coordinates, weights and sums in AccType<T> (float32 for bfloat16,
+        # the input's dtype otherwise, float16 included); the backward adds into the gradient in T.
+        # `coordinates` is left at the input's dtype: for bfloat16 that bounds float32 coordinates
+        # loosely (the record holds one coordinate dtype for all inputs).
+        sums=_ipex_sums,
+        # NEGATIVE_GRID_REFUSED is pinned for IPEX by known_divergences/ipex_negative_sample_grid_refused.json.
+        divergences=(NEGATIVE_GRID_REFUSED, IPEX_EMPTY_MAP_SEGFAULT),
     )
