@@ -80,7 +80,7 @@ NEGATIVE_GRID_REFUSED = Divergence(
 )
 
 
-def _spatial_scale_not_float32(case) -> bool:
+def spatial_scale_not_float32(case) -> bool:
     return float(torch.tensor(case.spatial_scale, dtype=torch.float32)) != case.spatial_scale
 
 
@@ -89,7 +89,7 @@ ONNX_SCALE_IN_FLOAT32 = Divergence(
     "ONNX stores spatial_scale as a float attribute: in float64 a scale float32 cannot hold exactly "
     "(not a power of two) moves every sample",
     "known_divergences/*_float64_*",
-    cases=lambda case: case.dtype == "float64" and _spatial_scale_not_float32(case),
+    cases=lambda case: case.dtype == "float64" and spatial_scale_not_float32(case),
 )
 def on_empty_map(case, geometry) -> bool:
     return case.shape[2] == 0 or case.shape[3] == 0
