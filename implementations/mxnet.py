@@ -8,7 +8,7 @@ nothing else (the kernel's arithmetic is never touched):
 - **boxes**: a ``Tensor[K, 5]`` (batch_index, x1, y1, x2, y2, image pixels)
   is MXNet's own ``rois`` format and passes as it is; a list of per-image
   ``Tensor[L, 4]`` becomes ``[K, 5]`` with the image's index prepended, as
-  torchvision does (``reference.torchvision_ops.operator_arguments``).
+  torchvision does (``implementations.calling.operator_arguments``).
 - **dtype**: MXNet requires ``rois`` in the data's dtype (its type inference
   checks), so the boxes are cast to the input's dtype. float16, float32 and
   float64 run in that dtype; bfloat16 is refused with a ``TypeError`` (numpy,
@@ -53,7 +53,7 @@ import numpy as np
 from roialign_suite.implementations.records import (
     Divergence, Implementation, on_empty_map, spatial_scale_not_float32,
 )
-from roialign_suite.reference.torchvision_ops import operator_arguments
+from roialign_suite.implementations.calling import operator_arguments
 
 NAME = "mxnet"
 DTYPES = (torch.float16, torch.float32, torch.float64)
