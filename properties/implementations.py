@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from roialign_suite import impl, reference
+from roialign_suite.implementations import ncnn, opencv_dnn
 from roialign_suite.properties.tolerances import Arithmetic
 from roialign_suite.reference import runtimes, torchvision_ops
 from roialign_suite.reference.pooler import TorchvisionPooler
@@ -281,7 +282,7 @@ def _torchvision_pooler(output_size, sampling_ratio, scales):
 
 def builtin() -> List[Implementation]:
     """The suite's own entries: ours, the reference, torchvision CPU, its pure-PyTorch kernel and CUDA,
-    ONNX Runtime, OpenVINO."""
+    ONNX Runtime, OpenVINO, ncnn, OpenCV dnn."""
     return [
         Implementation(
             "numba", impl.roi_align, ours=True, verified_by_default=True, dtypes=HALF_DTYPES + FLOAT_DTYPES,
@@ -322,6 +323,8 @@ def builtin() -> List[Implementation]:
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
+        ncnn.record(),
+        opencv_dnn.record(),
     ]
 
 
