@@ -30,8 +30,11 @@ Conversions, and nothing else (the arithmetic is the layer's own):
 - ``sampling_ratio``: passed through (the layer treats ``<= 0`` as adaptive).
 - ``spatial_scale``: written as text (17 significant digits) into the param
   string; ncnn's ``ParamDict`` parses it into a float32.
-- dtype: float32 only (the layer reads and writes ``float``); any other dtype
-  is refused with a ``TypeError`` naming it. Output float32, CPU, contiguous.
+- dtype: the layer reads and writes ``float`` only: float32 input is passed as
+  is; float64 input is cast to float32 before the layer and its output back
+  to float64 (the record's ``compute_dtype`` says so); float16/bfloat16 are
+  refused with a ``TypeError`` naming the dtype. Output of the input's dtype,
+  CPU, contiguous.
 
 Forward only: ncnn is an inference engine, the layer has no backward.
 """
@@ -53,7 +56,7 @@ from roialign_suite.reference.runtimes import DEFAULT_THREADS
 NAME = "ncnn"
 PACKAGE = "ncnn"  # its import name
 EXTRA = "ncnn"
-DTYPES = (torch.float32,)
+DTYPES = (torch.float32, torch.float64)
 # ROIAlign's param ids: 0=pooled_w 1=pooled_h 2=spatial_scale 3=sampling_ratio 4=aligned 5=version.
 VERSION = 1  # torchvision's / detectron2's semantics (see the module docstring for version 0)
 
@@ -98,8 +101,9 @@ def _net(key: NetKey):
 
 def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
               sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
-    """``torchvision.ops.roi_align`` on ncnn's ROIAlign layer: float32 CPU ``input [N, C, H, W]``,
-    ``boxes`` ``Tensor[K, 5]`` or a list of ``Tensor[L, 4]`` in image pixels -> ``[K, C, h, w]`` float32."""
+    """``torchvision.ops.roi_align`` on ncnn's ROIAlign layer: float32/float64 CPU ``input [N, C, H, W]``,
+    ``boxes`` ``Tensor[K, 5]`` or a list of ``Tensor[L, 4]`` in image pixels -> ``[K, C, h, w]`` of
+    the input's dtype (computed in float32)."""
     import ncnn
 
     args = inputs.roi_align_args(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, dtypes=DTYPES)
@@ -113,7 +117,7 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float 
     for row in rois.tolist():
         b = int(row[0])
         if b not in images:
-            images[b] = ncnn.Mat(np.ascontiguousarray(input[b].detach().numpy()))
+            images[b] = ncnn.Mat(np.ascontiguousarray(input[b].detach().numpy(), dtype=np.float32))
         roi = ncnn.Mat(np.asarray(row[1:], dtype=np.float32))
         extractor = net.create_extractor()
         extractor.input("image", images[b])
@@ -125,7 +129,7 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float 
         outputs.append(np.array(out).reshape(input.shape[1], *pooled))
     if not outputs:
         return input.new_zeros((0, input.shape[1]) + pooled)
-    return torch.from_numpy(np.stack(outputs))
+    return torch.from_numpy(np.stack(outputs)).to(input.dtype)
 
 
 def record():
@@ -135,7 +139,7 @@ def record():
     return registry.Implementation(
         NAME, roi_align, unavailable=unavailable(), differentiable=False, dtypes=DTYPES,
         # roialign.cpp: box, bin and sample coordinates in float, sum in a float accumulator.
-        coordinates=torch.float32, sums=lambda dtype, backward: torch.float32,
+        coordinates=torch.float32, sums=lambda dtype, backward: torch.float32, compute_dtype=torch.float32,
         divergences=(registry.NEGATIVE_GRID_REFUSED, _zero_channels_refused(registry)),
     )
 

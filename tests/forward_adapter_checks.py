@@ -58,6 +58,16 @@ def test_hand_checked_ramp(adapter, aligned, expected):
 
 
 @BOTH_CONVENTIONS
+def test_float64_in_float64_out(adapter, aligned, expected):
+    """float64 input gives float64 output (both layers compute in float: the ramp's values are exact)."""
+    out = adapter.roi_align(ramp(1, 1, 4, 5, torch.float64), torch.tensor([[0.0] + BOX], dtype=torch.float64),
+                            (2, 2), 1.0, 2, aligned)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out[0, 0], torch.tensor(expected, dtype=torch.float64), rtol=0, atol=0)
+    assert adapter.record().compute_dtype == torch.float32
+
+
+@BOTH_CONVENTIONS
 def test_batch_index_and_list_form(adapter, aligned, expected):
     """Row k pools image batch_index; the list form's position is the batch index."""
     x = ramp(3, 1, 4, 5)
