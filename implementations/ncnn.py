@@ -30,6 +30,7 @@ Conversions, and nothing else (the arithmetic is the layer's own):
 - ``sampling_ratio``: passed through (the layer treats ``<= 0`` as adaptive).
 - ``spatial_scale``: written as text (17 significant digits) into the param
   string; ncnn's ``ParamDict`` parses it into a float32.
+- threads: ``torch.get_num_threads()`` at call time (ncnn's ``opt.num_threads``).
 - dtype: the layer reads and writes ``float`` only: float32 input is passed as
   is; float64 input is cast to float32 before the layer and its output back
   to float64 (the record's ``compute_dtype`` says so); float16/bfloat16 are
@@ -51,7 +52,6 @@ from torch import Tensor
 from roialign_suite.reference import inputs
 from roialign_suite.reference.inputs import BoxesArg
 from roialign_suite.reference.roi_align import check_geometry
-from roialign_suite.reference.runtimes import DEFAULT_THREADS
 
 NAME = "ncnn"
 PACKAGE = "ncnn"  # its import name
@@ -111,7 +111,9 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float 
         raise ValueError(f"{NAME} takes CPU tensors, got input on {input.device}")
     rois, pooled = args.rois, args.output_size
     check_geometry(rois, pooled, args.spatial_scale, args.sampling_ratio, args.aligned)
-    net = _net((pooled, args.spatial_scale, args.sampling_ratio, args.aligned, DEFAULT_THREADS))
+    # ncnn's OpenMP pool does not survive a fork (the suite forks to isolate calls): a forked
+    # child that set torch.set_num_threads(1) must run the layer on one thread, or it waits for ever.
+    net = _net((pooled, args.spatial_scale, args.sampling_ratio, args.aligned, torch.get_num_threads()))
     images = {}
     outputs = []
     for row in rois.tolist():
