@@ -114,15 +114,19 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float 
     # ncnn's OpenMP pool does not survive a fork (the suite forks to isolate calls): a forked
     # child that set torch.set_num_threads(1) must run the layer on one thread, or it waits for ever.
     net = _net((pooled, args.spatial_scale, args.sampling_ratio, args.aligned, torch.get_num_threads()))
+    # ncnn.Mat(array) may share the array's memory: each array is kept alive beside its Mat
+    # until the forward that reads it has run.
     images = {}
     outputs = []
     for row in rois.tolist():
         b = int(row[0])
         if b not in images:
-            images[b] = ncnn.Mat(np.ascontiguousarray(input[b].detach().numpy(), dtype=np.float32))
-        roi = ncnn.Mat(np.asarray(row[1:], dtype=np.float32))
+            array = np.ascontiguousarray(input[b].detach().numpy(), dtype=np.float32)
+            images[b] = (array, ncnn.Mat(array))
+        roi_array = np.asarray(row[1:], dtype=np.float32)
+        roi = ncnn.Mat(roi_array)
         extractor = net.create_extractor()
-        extractor.input("image", images[b])
+        extractor.input("image", images[b][1])
         extractor.input("roi", roi)
         status, out = extractor.extract("pooled")
         if status != 0:
