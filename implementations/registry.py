@@ -21,7 +21,7 @@ from roialign_suite.implementations.calling import cuda_unavailable, operator_ar
 from roialign_suite.implementations.records import NEGATIVE_GRID_REFUSED, Implementation
 
 # The adapter modules (``roialign_suite.implementations.<name>``) whose records are the built-ins.
-BUILTIN_MODULES = ("numba", "reference", "torchvision", "onnx_runtimes", "paddle", "mnn", "tvm", "mxnet", "ipex")
+BUILTIN_MODULES = ("numba", "reference", "torchvision", "onnx_runtimes", "paddle", "mnn", "ncnn", "opencv_dnn", "tvm", "mxnet", "ipex")
 
 
 

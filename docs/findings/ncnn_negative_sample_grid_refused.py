@@ -1,0 +1,31 @@
+"""ncnn ROIAlign (version 1, aligned=1, adaptive grid) raises on a box inverted along one axis.
+
+x1 > x2 with half-pixel coordinates: the adaptive grid along x is ceil((x2 - x1) / pooled_w) = -1,
+along y 1. torchvision's C++ ROIAlign / detectron2 (which version=1 follows) and ONNX's reference
+take no sample there and output 0; ncnn's layer throws std::length_error instead (raised by the
+Python binding as ValueError: cannot create std::vector larger than max_size()).
+Found with ncnn 1.0.20261020 (PyPI, x86-64 Linux). Needs: ncnn, numpy.
+"""
+import ncnn
+import numpy as np
+
+PARAM = """7767517
+3 3
+Input image 0 1 image
+Input roi 0 1 roi
+ROIAlign roialign 2 1 image roi pooled 0=2 1=2 2=1.0 3=0 4=1 5=1
+"""
+image = np.arange(16, dtype=np.float32).reshape(1, 4, 4)  # [C, H, W]
+roi = np.array([3.0, 1.0, 1.0, 3.0], dtype=np.float32)   # x1, y1, x2, y2: inverted along x
+net = ncnn.Net()
+net.opt.use_vulkan_compute = False
+net.load_param_mem(PARAM)
+ex = net.create_extractor()
+ex.input("image", ncnn.Mat(image))
+ex.input("roi", ncnn.Mat(roi))
+print("expected (torchvision / detectron2 semantics): zeros of shape (1, 2, 2)")
+try:
+    status, out = ex.extract("pooled")
+    print("got: status", status, np.array(out))
+except Exception as e:  # observed: ValueError: cannot create std::vector larger than max_size()
+    print(f"got: {type(e).__name__}: {e}")
