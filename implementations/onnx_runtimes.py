@@ -224,6 +224,9 @@ def records() -> List[Implementation]:
         Implementation(
             "openvino", roi_align_openvino, unavailable=openvino_unavailable(),
             differentiable=False, compute_dtype=torch.float32, packages=OPENVINO_PACKAGES, xfails="openvino.txt",
+            # `import openvino` sends a telemetry event from a forked process: done once, in the
+            # worker's zygote (which never runs a kernel), not in every worker after our kernels ran.
+            preload=("openvino",),
             divergences=(NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, OPENVINO_FLOAT64_IN_FLOAT32,
                          OPENVINO_EMPTY_GRID_NAN, RUNTIME_EMPTY_MAP_UNINITIALISED),
         ),
