@@ -101,9 +101,10 @@ def existing_file(value: str) -> str:
     return value
 
 
-def existing_folder(value: str) -> str:
-    if not os.path.isdir(value):
-        raise ValueError(f"no such folder: {value!r}")
+def folder(value: str) -> str:
+    """A folder, existing or to be made (it must not be a file)."""
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise ValueError(f"{value!r} is not a folder")
     return value
 
 
@@ -232,8 +233,9 @@ OPTIONS: Tuple[Option, ...] = (
            f"and the example fails (default {DEFAULT_CALL_TIMEOUT_S:g})", positive_number,
            default=DEFAULT_CALL_TIMEOUT_S, metavar="SECONDS",
            commands=(CHECK, VERIFY, FUZZ, ECOSYSTEM)),
-    Option("corpus", "replay this corpus folder instead of the shipped one (default: env ROIALIGN_CORPUS)",
-           existing_folder, metavar="DIR", commands=(CHECK,)),
+    Option("corpus", "replay this corpus folder instead of the shipped one, and write findings there (default: "
+           "env ROIALIGN_CORPUS; a folder that does not exist yet holds no cases)", folder, metavar="DIR",
+           commands=(CHECK,)),
     Option("xfails", "expected-failures file (test id or property[implementation] patterns, each with a "
            "reason); repeatable", existing_file, default=[], metavar="FILE", repeatable=True, commands=(CHECK,)),
     Option("strict-xfails", "a listed expected failure that passes, or an entry that matches no collected "

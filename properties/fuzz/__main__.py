@@ -7,7 +7,8 @@
     python -m roialign_suite.properties.fuzz accept FILE --reason "..."         # pin a third-party divergence
 
 Exit status: 0 no failure found, 1 failures found (see the summary and the
-corpus folder), 2 usage or worker errors.
+corpus folder), 2 usage errors, or a worker's pytest died or errored (named
+in the summary: the campaign is incomplete).
 """
 from __future__ import annotations
 
@@ -115,10 +116,14 @@ def main_campaign(argv: List[str]) -> int:
                 print(f"[fuzz] --engine hypofuzz: {problem}", file=sys.stderr)
                 return 2
             campaign.replay_only = True
-        totals = Runner(campaign).run()
+        runner = Runner(campaign)
+        totals = runner.run()
     finally:
         if server is not None:
             server.stop()
+    if runner.died:
+        print(f"[fuzz] the campaign is incomplete: {'; '.join(runner.died)}", file=sys.stderr)
+        return 2
     if totals.rounds == 0:
         return 2
     return 1 if totals.findings else 0
