@@ -303,7 +303,7 @@ def test_a_kernel_that_crashes_or_hangs_on_ordinary_examples_gets_a_complete_rep
     for name, death in planted_targets.items():
         failure = tests[name]["failure"]["message"]
         assert tests[name]["outcome"] == "failed" and tests[name]["property"] == "test_forward_matches_reference"
-        assert death in failure and "in its forward on features [" in failure and "boxes [[" in failure, failure
+        assert death in failure and "in its forward on features [" in failure and "boxes [" in failure, failure
         assert death in summary.read_text()
         (entry,) = [e for e in written.values() if e["found_by"]["implementation"].endswith(name)]
         assert entry.get("observed_crash") == {"signal": "SIGSEGV"} or entry.get("observed_timeout_s") == 3.0
