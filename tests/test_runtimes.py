@@ -6,7 +6,6 @@ under properties/corpus/known_divergences/. Random cases against the float64
 reference are properties in properties/test_runtime_conformance.py;
 docs/conformance.md is the resulting matrix.
 """
-import json
 import pathlib
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 
 from roialign_suite.implementations import registry
 from roialign_suite.implementations import onnx_runtimes as runtimes
+from roialign_suite.properties.replay import load_corpus
 
 RUNTIME_NAMES = [record.name for record in runtimes.records()]
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "properties" / "corpus" / "known_divergences"
@@ -155,8 +155,7 @@ def test_thread_count_does_not_change_the_result(name, make):
 
 
 def _known_divergences():
-    cases = [(p.stem, json.loads(p.read_text())) for p in sorted(CORPUS.glob("*.json"))]
-    return [pytest.param(c, id=stem) for stem, c in cases if c["implementation"] in RUNTIME_NAMES]
+    return [pytest.param(c, id=name) for name, c in load_corpus(CORPUS) if c["implementation"] in RUNTIME_NAMES]
 
 
 def test_every_runtime_has_recorded_divergences():
