@@ -145,8 +145,9 @@ def _limit_memory() -> None:
         pass
 
 
-def zygote_main(fd: int, preload: Sequence[str]) -> None:
-    """The zygote's loop on the socket ``fd``: import ``preload``, then fork a worker on each
+def zygote_main(fd: int, preload: Sequence[str], records: Sequence[str] = ()) -> None:
+    """The zygote's loop on the socket ``fd``: import ``preload`` and build the implementation
+    records called ``records`` (every worker inherits them), then fork a worker on each
     ``("fork", sys_path)`` (its socket arrives as a passed handle) and report a worker's exit
     code on ``("reap", pid)``."""
     _die_with_parent()
@@ -155,6 +156,11 @@ def zygote_main(fd: int, preload: Sequence[str]) -> None:
         try:
             importlib.import_module(module)
         except Exception:  # the worker's first call raises the same error, where it is reported
+            pass
+    for name in records:
+        try:
+            _record(name)
+        except Exception:  # likewise
             pass
     while True:
         try:
@@ -216,9 +222,11 @@ class Worker:
     outcome ignored, with a generous timeout: a kernel's lazy imports and JIT loading are not
     charged to the first call's timeout (a slow start would otherwise look like a hang)."""
 
-    def __init__(self, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None):
+    def __init__(self, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None,
+                 records: Sequence[str] = ()):
         self.preload = tuple(preload)
         self.warm_up = warm_up
+        self.records = tuple(records)
         self._zygote = None
         self._zygote_connection: Optional[Connection] = None
         self._pid: Optional[int] = None
@@ -234,7 +242,7 @@ class Worker:
         preload = ("torch", __name__) + self.preload
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._zygote = subprocess.Popen(
-            [sys.executable, "-c", f"import {__name__} as i; i.zygote_main({theirs.fileno()}, {preload!r})"],
+            [sys.executable, "-c", f"import {__name__} as i; i.zygote_main({theirs.fileno()}, {preload!r}, {self.records!r})"],
             pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL)
         theirs.close()
         self._zygote_connection = Connection(mine.detach())
@@ -313,18 +321,20 @@ _WORKERS: Dict[str, Worker] = {}
 _LOCK = threading.Lock()
 
 
-def worker(key: str, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None) -> Worker:
+def worker(key: str, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None,
+           records: Sequence[str] = ()) -> Worker:
     """The persistent worker for ``key`` (made on first use, with ``preload`` imported in its
-    zygote and ``warm_up`` run in each new worker: :class:`Worker`)."""
+    zygote, the implementation records ``records`` built there, and ``warm_up`` run in each new
+    worker: :class:`Worker`)."""
     with _LOCK:
         if key not in _WORKERS:
-            _WORKERS[key] = Worker(preload, warm_up)
+            _WORKERS[key] = Worker(preload, warm_up, records)
         return _WORKERS[key]
 
 
 def implementation_worker(name: str, preload: Sequence[str] = ()) -> Worker:
     """The worker of the implementation called ``name`` (every new one warmed up by a small call)."""
-    return worker(name, preload, (warm_up_in_worker, (name,)))
+    return worker(name, preload, (warm_up_in_worker, (name,)), records=(name,))
 
 
 def run_in_worker_of(implementation, fn: Callable, *args, timeout: Optional[float] = None) -> Outcome:
