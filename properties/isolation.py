@@ -227,6 +227,7 @@ class Worker:
         self.preload = tuple(preload)
         self.warm_up = warm_up
         self.records = tuple(records)
+        self._lock = threading.Lock()  # one call at a time, whatever thread makes it
         self._zygote = None
         self._zygote_connection: Optional[Connection] = None
         self._pid: Optional[int] = None
@@ -280,9 +281,10 @@ class Worker:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         request = pickle.dumps((fn, args))  # a caller's error (unpicklable fn) raises here
-        if self._connection is None:
-            self._start()
-        return self._exchange(request, timeout)
+        with self._lock:
+            if self._connection is None:
+                self._start()
+            return self._exchange(request, timeout)
 
     def _exchange(self, request: bytes, timeout: float) -> Outcome:
         try:
@@ -354,12 +356,9 @@ def close_workers() -> None:
         _WORKERS.clear()
 
 
-def run_isolated(fn: Callable, *args, timeout: Optional[float] = None, key: str = "isolated",
-                 device: str = "cpu") -> Outcome:
+def run_isolated(fn: Callable, *args, timeout: Optional[float] = None, key: str = "isolated") -> Outcome:
     """``fn(*args)`` in the worker for ``key``; ``fn`` and ``args`` must pickle (an
-    implementation record pickles by name). ``device`` is accepted for callers that pass
-    their record's; every worker may use any device (its zygote never initialised one)."""
-    del device
+    implementation record pickles by name)."""
     return worker(key).call(fn, args, settings.timeout_s if timeout is None else timeout)
 
 
