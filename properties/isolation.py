@@ -145,22 +145,17 @@ def _limit_memory() -> None:
         pass
 
 
-def zygote_main(fd: int, preload: Sequence[str], records: Sequence[str] = ()) -> None:
-    """The zygote's loop on the socket ``fd``: import ``preload`` and build the implementation
-    records called ``records`` (every worker inherits them), then fork a worker on each
+def zygote_main(fd: int, preload: Sequence[str]) -> None:
+    """The zygote's loop on the socket ``fd``: import ``preload``, then fork a worker on each
     ``("fork", sys_path)`` (its socket arrives as a passed handle) and report a worker's exit
-    code on ``("reap", pid)``."""
+    code on ``("reap", pid)``. It builds no record: the registry asks torch whether CUDA is
+    available, and a worker forked after that deadlocks (seen: every call timed out)."""
     _die_with_parent()
     connection = Connection(fd)
     for module in preload:
         try:
             importlib.import_module(module)
         except Exception:  # the worker's first call raises the same error, where it is reported
-            pass
-    for name in records:
-        try:
-            _record(name)
-        except Exception:  # likewise
             pass
     while True:
         try:
@@ -222,11 +217,9 @@ class Worker:
     outcome ignored, with a generous timeout: a kernel's lazy imports and JIT loading are not
     charged to the first call's timeout (a slow start would otherwise look like a hang)."""
 
-    def __init__(self, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None,
-                 records: Sequence[str] = ()):
+    def __init__(self, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None):
         self.preload = tuple(preload)
         self.warm_up = warm_up
-        self.records = tuple(records)
         self._lock = threading.Lock()  # one call at a time, whatever thread makes it
         self._zygote = None
         self._zygote_connection: Optional[Connection] = None
@@ -243,7 +236,7 @@ class Worker:
         preload = ("torch", __name__) + self.preload
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._zygote = subprocess.Popen(
-            [sys.executable, "-c", f"import {__name__} as i; i.zygote_main({theirs.fileno()}, {preload!r}, {self.records!r})"],
+            [sys.executable, "-c", f"import {__name__} as i; i.zygote_main({theirs.fileno()}, {preload!r})"],
             pass_fds=(theirs.fileno(),), env=environment, stdin=subprocess.DEVNULL)
         theirs.close()
         self._zygote_connection = Connection(mine.detach())
@@ -323,20 +316,18 @@ _WORKERS: Dict[str, Worker] = {}
 _LOCK = threading.Lock()
 
 
-def worker(key: str, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None,
-           records: Sequence[str] = ()) -> Worker:
+def worker(key: str, preload: Sequence[str] = (), warm_up: Optional[Tuple[Callable, tuple]] = None) -> Worker:
     """The persistent worker for ``key`` (made on first use, with ``preload`` imported in its
-    zygote, the implementation records ``records`` built there, and ``warm_up`` run in each new
-    worker: :class:`Worker`)."""
+    zygote and ``warm_up`` run in each new worker: :class:`Worker`)."""
     with _LOCK:
         if key not in _WORKERS:
-            _WORKERS[key] = Worker(preload, warm_up, records)
+            _WORKERS[key] = Worker(preload, warm_up)
         return _WORKERS[key]
 
 
 def implementation_worker(name: str, preload: Sequence[str] = ()) -> Worker:
     """The worker of the implementation called ``name`` (every new one warmed up by a small call)."""
-    return worker(name, preload, (warm_up_in_worker, (name,)), records=(name,))
+    return worker(name, preload, (warm_up_in_worker, (name,)))
 
 
 def run_in_worker_of(implementation, fn: Callable, *args, timeout: Optional[float] = None) -> Outcome:
