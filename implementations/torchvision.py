@@ -143,6 +143,29 @@ TORCHVISION_EMPTY_MAP_SEGFAULT = Divergence(
 )
 
 
+# The largest finite float16.
+FLOAT16_MAX = 65504.0
+
+
+def _float16_extent_overflows(case, geometry) -> bool:
+    """float16, and the box's width or height in feature pixels (torchvision computes it in the
+    input's dtype) is past the largest float16 (a little early: from 65504, not 65520, where
+    rounding reaches inf)."""
+    return case.dtype == "float16" and max(abs(geometry.roi_w), abs(geometry.roi_h)) > FLOAT16_MAX
+
+
+TORCHVISION_FLOAT16_EXTENT_OVERFLOW_SEGFAULT = Divergence(
+    "float16-extent-overflow-segfault",
+    "float16, a box wider or taller than 65504 feature pixels (e.g. x1 = -34000, x2 = 34000): torchvision's CPU "
+    "kernel computes the RoI's width in float16, it overflows to inf, the bin size and the sample coordinates "
+    "become inf/NaN and the integer tap index reads far outside the map: the process dies with SIGSEGV. The "
+    "definition (and ours, with float64 coordinates) samples nothing inside the map there and gives 0",
+    "known_divergences/torchvision_cpu_float16_extent_overflow_segfault.json",
+    boxes=_float16_extent_overflows,
+    excluded=True,
+)
+
+
 def _samples_outside_the_map(case, geometry) -> bool:
     _, _, height, width = case.shape
     return any(y < -1 or y > height or x < -1 or x > width
@@ -206,7 +229,8 @@ def records() -> List[Implementation]:
         Implementation(
             "torchvision-cpu", roi_align_cpu, native=roi_align_native,
             verified_by_default=True, dtypes=(torch.float16,) + FLOAT_DTYPES,
-            divergences=(NEGATIVE_GRID_REFUSED, TORCHVISION_EMPTY_MAP_SEGFAULT), pooler=_pooler, packages=PACKAGES,
+            divergences=(NEGATIVE_GRID_REFUSED, TORCHVISION_EMPTY_MAP_SEGFAULT,
+                         TORCHVISION_FLOAT16_EXTENT_OVERFLOW_SEGFAULT), pooler=_pooler, packages=PACKAGES,
             baseline=True, in_roi_sweeps=True, multiscale_roi_align=torchvision.ops.MultiScaleRoIAlign,
             operator=torch.ops.torchvision.roi_align.default,
         ),
