@@ -315,3 +315,17 @@ def test_a_gradient_without_elements_keeps_the_layout_contract_whatever_its_stri
     x = torch.empty_strided((1, 2, 0, 1), (0, 1, 2, 2))
     assert contract.obeys_layout_contract(torch.empty_strided((1, 2, 0, 1), (0, 1, 2, 2)), x)
     assert not contract.obeys_layout_contract(torch.empty_strided((1, 2, 1, 1), (0, 1, 2, 2)), x.new_empty(1, 2, 1, 1))
+
+
+def test_opcheck_runs_every_check_on_a_map_torch_itself_cannot_clone():
+    """A map with N = C = 0 ([0, 0, 4, 8], contiguous) makes torch's own clone_input ask for -1
+    elements in three of opcheck's four checks, for any operator (torchvision's too): the check
+    hands opcheck the same empty map with zero strides (found with --hypothesis-seed=22)."""
+    x = torch.empty(0, 0, 4, 8)
+    assert contract._torch_cannot_clone(x) and not contract._torch_cannot_clone(torch.empty(0, 2, 4, 8))
+    with pytest.raises(Exception, match="negative dimension"):
+        torch.library.opcheck(torch.ops.torchvision.roi_align.default, (x, torch.empty(0, 5), 1.0, 1, 1, 2, False),
+                              test_utils="test_schema")
+    case = RoIAlignCase(shape=(0, 0, 4, 8), boxes=(), output_size=(1, 1))
+    for name in ("numba", "torchvision-cpu"):
+        contract.check_opcheck(registry.by_name()[name], case, torch.float16)
