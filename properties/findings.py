@@ -1,8 +1,11 @@
 """A crashing (or hanging) kernel is a finding: reported with its input, written to the corpus, and the run goes on.
 
-:func:`check_isolated` runs a check of one implementation on one case, in a
-child process where :func:`isolation.needs_isolation` says so. When the
-child dies, the case is written as a corpus entry (format:
+Two ways a death is met. A call through an isolated record
+(``isolation.isolated``) that dies writes that call's input
+(:func:`record_call_death`). :func:`check_isolated` runs a whole check of one
+implementation on one case in the kernel's worker where its record is
+isolated (the operator contract, the corpus replay: they inspect what the
+kernel itself returns). When the worker dies, the case is written as a corpus entry (format:
 ``properties/corpus/README.md``; ``observed_crash: {"signal": "SIGSEGV"}`` or
 ``observed_timeout_s``) and the check fails with :class:`isolation.Crash`
 naming the implementation, the input and the file; the other tests run on.
