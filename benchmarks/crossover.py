@@ -19,7 +19,6 @@ only their ratios steer the choice.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -30,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from roialign_suite import impl
+from roialign_suite import impl, options
 from roialign_suite.benchmarks.workloads import Workload, all_workloads, build_inputs
 from roialign_suite.impl import cost_model
 from roialign_suite.impl.inputs import samples_per_roi
@@ -134,12 +133,11 @@ def plot(rows: Sequence[Dict], constants: Dict[str, float], path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="roialign-suite crossover", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="report", help="folder for crossover.json and crossover.png")
-    parser.add_argument("--rounds", type=int, default=5, help="timed calls per point (median)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = options.OneLineParser(prog="roialign-suite crossover", description=__doc__.splitlines()[0])
+    options.add_to_argparse(parser, options.CROSSOVER, out=Path("report"), rounds=5)
     parser.add_argument("--counts", default=",".join(map(str, ROI_COUNTS)), help="RoI counts, comma-separated")
     args = parser.parse_args(argv)
+    args.out, args.rounds, args.threads = args.roialign_out, args.roialign_rounds, args.roialign_threads
     torch.set_num_threads(args.threads)
     workload = next(w for w in all_workloads() if w.name == WORKLOAD)
     rows = measure(workload, [int(c) for c in args.counts.split(",")], args.rounds)

@@ -18,7 +18,6 @@ Exit status: 0 pass, 1 a regression (each named with both figures), 2 no usable 
 """
 from __future__ import annotations
 
-import argparse
 import math
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from roialign_suite import paths
+from roialign_suite import options, paths
 from roialign_suite.benchmarks import figures
 from roialign_suite.benchmarks.figures import Result
 from roialign_suite.implementations.naming import is_target
@@ -36,7 +35,7 @@ from roialign_suite.implementations.naming import is_target
 CONFIG = Path(__file__).with_name("gate.toml")
 
 
-def storage() -> Path:
+def saved_runs_folder() -> Path:
     """Where benchmark runs are saved (``--benchmark-autosave``): ``.benchmarks/`` in the working directory."""
     return paths.work_dir() / ".benchmarks"
 # Rounds per gated case at least: its median must not be one noisy sample.
@@ -130,8 +129,8 @@ def report(verdicts: Sequence[Verdict], enforce: bool = True) -> int:
 
 
 def latest_saved_run(folder: Optional[Path] = None) -> Optional[Path]:
-    """The newest pytest-benchmark JSON under ``folder`` (default :func:`storage`: autosaved runs), if any."""
-    runs = sorted((folder or storage()).glob("*/*.json"), key=lambda p: p.stat().st_mtime)
+    """The newest pytest-benchmark JSON under ``folder`` (default :func:`saved_runs_folder`: autosaved runs), if any."""
+    runs = sorted((folder or saved_runs_folder()).glob("*/*.json"), key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None
 
 
@@ -152,13 +151,12 @@ def run_benchmarks(config: GateConfig, output: Path, quick: bool, pytest_args: S
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="roialign-suite gate", description=__doc__.split("\n")[0])
+    parser = options.OneLineParser(prog="roialign-suite gate", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG, help="thresholds (default benchmarks/gate.toml)")
-    parser.add_argument("--results", type=Path, help="pytest-benchmark JSON to check (default: latest saved run)")
-    parser.add_argument("--run", action="store_true", help="run the gated workloads first, then check them")
-    parser.add_argument("--quick", action="store_true", help="with --run: toy sizes; checks the pipeline, not thresholds")
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --run (after --)")
+    options.add_to_argparse(parser, options.GATE)
+    parser.add_argument("pytest_args", nargs="*", help=options.PYTEST_ARGS_HELP)
     args = parser.parse_args(argv)
+    args.run, args.quick, args.results = args.roialign_run, bool(args.roialign_quick), args.roialign_results
     config = load_config(args.config)
     status = 0
     if args.run:
@@ -166,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         status = run_benchmarks(config, args.results, args.quick, args.pytest_args)
     path = args.results or latest_saved_run()
     if path is None or not Path(path).exists():
-        print(f"no benchmark results to check ({path or storage() / '*/*.json'} not found)", file=sys.stderr)
+        print(f"no benchmark results to check ({path or saved_runs_folder() / '*/*.json'} not found)", file=sys.stderr)
         return 2
     records, _ = figures.load_records(path)
     verdicts = evaluate(figures.throughput_results(records), config)

@@ -16,7 +16,6 @@ writing a record in which every CUDA case skipped.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from roialign_suite import paths
+from roialign_suite import options, paths
 
 
 
@@ -49,11 +48,12 @@ def run_logged(command, log: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m roialign_suite.benchmarks.gpu", description=__doc__.splitlines()[0])
+    parser = options.OneLineParser(prog="python -m roialign_suite.benchmarks.gpu", description=__doc__.splitlines()[0])
     default_out = (paths.checkout_root() or paths.work_dir()) / "benchmarks" / "records" / f"{datetime.date.today().isoformat()}-cuda"
-    parser.add_argument("--out", type=Path, default=default_out, help="folder for the record")
+    options.add_to_argparse(parser, options.GPU_RECORD, out=default_out)
     parser.add_argument("--skip-benchmarks", action="store_true", help="properties only")
     args = parser.parse_args(argv)
+    args.out = args.roialign_out
     if not torch.cuda.is_available():
         print("no CUDA device visible (torch.cuda.is_available() is False): nothing to record", file=sys.stderr)
         return 2
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     )
     if not args.skip_benchmarks:
         status |= run_logged(
-            [sys.executable, "-m", "roialign_suite.benchmarks.report", "--run", "--out", str(args.out), "--",
+            [sys.executable, "-m", "roialign_suite.benchmarks.performance_report", "--run", "--out", str(args.out), "--",
              "--roialign-implementation=numba,torchvision-cpu,torchvision-cuda"],
             args.out / "benchmarks.txt",
         )

@@ -18,7 +18,6 @@ against the float64 reference on the P2 map and its first 64 RoIs.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
@@ -26,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from roialign_suite import impl
+from roialign_suite import impl, options
 from roialign_suite.benchmarks.runners import pooler_class
 from roialign_suite.benchmarks.workloads import Workload, all_workloads, build_inputs
 
@@ -87,11 +86,11 @@ def accuracy(rois: int = 64) -> Dict[str, float]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m roialign_suite.benchmarks.ipex", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = options.OneLineParser(prog="python -m roialign_suite.benchmarks.ipex", description=__doc__.splitlines()[0])
+    options.add_to_argparse(parser, options.IPEX_BENCH, rounds=7)
     parser.add_argument("--no-check", action="store_true", help="skip the accuracy check against the float64 reference")
     args = parser.parse_args(argv)
+    args.rounds, args.threads = args.roialign_rounds, args.roialign_threads
     torch.set_num_threads(args.threads)
     import intel_extension_for_pytorch as ipex
 

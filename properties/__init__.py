@@ -18,5 +18,5 @@ the records of the implementations under test):
 - ``verify``: the main job's agreement table; ``fuzz/``: campaigns; ``mutation/``: the self-check.
 
 Tests: ``test_*.py``. Point them at any implementation with
-``roialign-suite check --target MODULE:ATTR`` (options: ``roialign_suite/plugin.py``).
+``roialign-suite check --target MODULE:ATTR`` (options: ``roialign_suite/pytest_plugin/``).
 """

@@ -8,7 +8,7 @@ fuzz runner reads the values back through observability for its summary.
 
 Observers registered with :func:`observing` receive every value, inside a
 Hypothesis test or not (corpus replay): the suite's report
-(``properties/report.py``) records each test's worst ``error / bound`` this
+(``roialign_suite/pytest_plugin/run_report.py``) records each test's worst ``error / bound`` this
 way. Outside a Hypothesis test and with no observer it does nothing.
 """
 from __future__ import annotations

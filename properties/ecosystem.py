@@ -43,9 +43,9 @@ def check_command(kernel: Implementation, out: Path, forwarded: Sequence[str]) -
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = options.OneLineParser(prog="roialign-suite ecosystem", description=__doc__.splitlines()[0])
-    options.add_to_argparse(parser, options.ECOSYSTEM)
-    parser.add_argument("--out", type=Path, default=Path("roialign-ecosystem"), help="where reports go")
+    options.add_to_argparse(parser, options.ECOSYSTEM, out=Path("roialign-ecosystem"))
     args = parser.parse_args(argv)
+    args.out = args.roialign_out
     wanted = [n for value in (args.roialign_implementation or []) for n in options.names(value)]
     forwarded = [a for a in options.forwarded(args) if not a.startswith(options.PYTEST_PREFIX + "implementation")]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 - ``dev``: the local default; random, remembers failures in ``.hypothesis/``.
 - ``thorough``: many more examples, for a long hunt.
 
-Choice, first match wins (``roialign_suite.plugin.load_profile``): ``--roialign-profile NAME``,
+Choice, first match wins (``roialign_suite.pytest_plugin.load_profile``): ``--roialign-profile NAME``,
 Hypothesis's own ``--hypothesis-profile``, a profile the user's conftest loaded, env
 ``ROIALIGN_PROFILE``, ``ci`` when env ``CI`` is set, else ``dev``.
 ``--roialign-max-examples`` and ``--roialign-seed`` derive a profile from the

@@ -9,7 +9,8 @@ Everything installs under this one import name, so a user's own ``tests/``,
   dialect, the reference pooler); they import nothing from ``impl`` or ``implementations``.
 - ``roialign_suite.implementations``: one record per RoIAlign under test (ours, the
   reference, torchvision, ONNX Runtime, OpenVINO, ...), its adapter, the registry.
-- ``roialign_suite.properties``: the Hypothesis property suite and its pytest plugin.
+- ``roialign_suite.properties``: the Hypothesis property suite, its isolation and fuzzing.
+- ``roialign_suite.pytest_plugin``: the pytest plugin (one package, a module per job).
 - ``roialign_suite.benchmarks``: throughput workloads, the ratio gate, the report.
 """
 import os as _os

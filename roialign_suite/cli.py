@@ -67,9 +67,9 @@ def bench(argv: Sequence[str]) -> int:
     """Time every workload (``--target`` too) and save the run under ``.benchmarks/``."""
     own, extra = _split(argv)
     args = _parser("roialign-suite bench", options.BENCH, bench.__doc__).parse_args(own)
-    from roialign_suite.benchmarks.gate import storage
+    from roialign_suite.benchmarks.gate import saved_runs_folder
 
-    saving = [] if args.roialign_quick else ["--benchmark-autosave", f"--benchmark-storage={storage()}"]
+    saving = [] if args.roialign_quick else ["--benchmark-autosave", f"--benchmark-storage={saved_runs_folder()}"]
     command = paths.pytest_command([paths.package_dir("benchmarks")], "-q", *options.forwarded(args), *saving, *extra)
     print("+ " + " ".join(command), flush=True)
     return subprocess.run(command, env=paths.child_environment(), check=False).returncode
@@ -90,7 +90,7 @@ def gate(argv: Sequence[str]) -> int:
 
 
 def report(argv: Sequence[str]) -> int:
-    from roialign_suite.benchmarks import report as job
+    from roialign_suite.benchmarks import performance_report as job
 
     return _with_targets("roialign-suite report", job.main, argv)
 

@@ -22,6 +22,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 PYTEST_PREFIX = "--roialign-"
@@ -179,6 +180,9 @@ def workload_names(value: str) -> str:
 
 # The commands: check, bench, verify, fuzz; jobs: gate and report (their pytest options after --).
 CHECK, BENCH, VERIFY, FUZZ, JOBS, ECOSYSTEM = "check", "bench", "verify", "fuzz", "jobs", "ecosystem"
+# Commands with options of their own only (no --roialign- form): gate and report (each job's own parser),
+# and the benchmark scripts.
+GATE, REPORT, CROSSOVER, IPEX_BENCH, GPU_RECORD = "gate", "report", "crossover", "ipex-bench", "gpu-record"
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class Option:
     repeatable: bool = False  # action="append"
     flag: bool = False  # action="store_true"
     commands: Tuple[str, ...] = ()
+    pytest: bool = True  # also a --roialign-NAME pytest option (False: a command's own option)
+    type: Optional[Callable[[str], Any]] = None  # argparse type of a command's own option
 
     @property
     def dest(self) -> str:
@@ -234,8 +240,9 @@ OPTIONS: Tuple[Option, ...] = (
            default=DEFAULT_CALL_TIMEOUT_S, metavar="SECONDS",
            commands=(CHECK, VERIFY, FUZZ, ECOSYSTEM)),
     Option("corpus", "replay this corpus folder instead of the shipped one, and write findings there (default: "
-           "env ROIALIGN_CORPUS; a folder that does not exist yet holds no cases)", folder, metavar="DIR",
-           commands=(CHECK,)),
+           "env ROIALIGN_CORPUS; a folder that does not exist yet holds no cases; fuzz: a checkout's "
+           "properties/corpus/fuzz, else roialign-corpus/ here)", folder, metavar="DIR",
+           commands=(CHECK, FUZZ)),
     Option("xfails", "expected-failures file (test id or property[implementation] patterns, each with a "
            "reason); repeatable", existing_file, default=[], metavar="FILE", repeatable=True, commands=(CHECK,)),
     Option("strict-xfails", "a listed expected failure that passes, or an entry that matches no collected "
@@ -243,14 +250,28 @@ OPTIONS: Tuple[Option, ...] = (
     Option("report", "write every property x implementation outcome, worst error/bound and minimal example "
            "as JSON", metavar="FILE.json", commands=(CHECK,)),
     Option("summary", "write a Markdown summary of the report", metavar="FILE.md", commands=(CHECK,)),
-    Option("quick", "benchmarks: toy workloads, one round (CI smoke run)", flag=True, default=False,
-           commands=(BENCH,)),
+    Option("quick", "benchmarks: toy workloads, one round (CI smoke run; gate: checks the pipeline, not the "
+           "thresholds; report: the run is not saved)", flag=True, default=False, commands=(BENCH, GATE, REPORT)),
     Option("workload", "benchmarks: workload(s) to time (repeatable or comma-separated; default all)",
            workload_names, default=[], metavar="NAME", repeatable=True),
     Option("bench-budget", "benchmarks: seconds of timed rounds per case (default 2)", non_negative_number,
            metavar="SECONDS"),
     Option("bench-min-rounds", "benchmarks: fewest timed rounds per case", positive_integer, metavar="N"),
+    # The commands' own options.
+    Option("run", "run the benchmarks first (gate: the gated workloads; report: every workload, saved under "
+           ".benchmarks/)", flag=True, default=False, commands=(GATE, REPORT), pytest=False),
+    Option("results", "pytest-benchmark JSON to read (default: the latest run saved under .benchmarks/)",
+           metavar="FILE.json", commands=(GATE, REPORT), pytest=False, type=Path),
+    Option("out", "the folder written (report, crossover: report/; ecosystem: roialign-ecosystem/; fuzz: "
+           ".hypothesis/fuzz/TIME; gpu-record: benchmarks/records/DATE-cuda)", metavar="DIR",
+           commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD), pytest=False, type=Path),
+    Option("rounds", "timed calls per measurement (their median is reported)", positive_integer, metavar="N",
+           commands=(CROSSOVER, IPEX_BENCH), pytest=False),
+    Option("threads", "torch and Numba threads while timing (default 2)", positive_integer, default=2, metavar="N",
+           commands=(CROSSOVER, IPEX_BENCH), pytest=False),
 )
+# The positional pytest arguments of the gate and report jobs (after --).
+PYTEST_ARGS_HELP = "extra pytest arguments for --run (after --)"
 
 
 def _argparse_kwargs(option: Option) -> Dict[str, Any]:
@@ -263,8 +284,9 @@ def add_to_pytest(group) -> None:
     """The plugin's options: strings, validated in a suite run's ``pytest_configure``
     (pytest's own parser would print its usage and four lines)."""
     for option in OPTIONS:
-        group.addoption(PYTEST_PREFIX + option.name, dest=option.dest, default=option.default,
-                        **_argparse_kwargs(option))
+        if option.pytest:
+            group.addoption(PYTEST_PREFIX + option.name, dest=option.dest, default=option.default,
+                            **_argparse_kwargs(option))
 
 
 def validate_pytest(config, usage_error) -> None:
@@ -272,7 +294,7 @@ def validate_pytest(config, usage_error) -> None:
     (``pytest.UsageError``) naming the option."""
     for option in OPTIONS:
         value = getattr(config.option, option.dest, None)
-        if option.validate is None or not option.given(value):
+        if not option.pytest or option.validate is None or not option.given(value):
             continue
         try:
             checked = [option.validate(v) for v in value] if option.repeatable else option.validate(value)
@@ -283,7 +305,7 @@ def validate_pytest(config, usage_error) -> None:
 
 def given_pytest(config) -> List[str]:
     """The ``--roialign-*`` options given on this run's command line (or ini ``addopts``)."""
-    return [PYTEST_PREFIX + o.name for o in OPTIONS if o.given(getattr(config.option, o.dest, None))]
+    return [PYTEST_PREFIX + o.name for o in OPTIONS if o.pytest and o.given(getattr(config.option, o.dest, None))]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -304,13 +326,16 @@ def _argparse_type(validate: Callable[[str], Any]):
     return checked
 
 
-def add_to_argparse(parser: argparse.ArgumentParser, command: str) -> None:
-    """The options of ``command`` (:data:`CHECK`, :data:`BENCH`, :data:`JOBS`) as ``--NAME``; defaults
-    None (not given: the plugin's default applies in the child)."""
+def add_to_argparse(parser: argparse.ArgumentParser, command: str, **defaults: Any) -> None:
+    """The options of ``command`` (:data:`CHECK`, :data:`BENCH`, :data:`JOBS`, ...) as ``--NAME``. A suite
+    option's default is None (not given: the plugin's default applies in the child); a command's own
+    option (``pytest=False``) defaults to ``defaults[dest without roialign_]``, else its declared default."""
     for option in OPTIONS:
         if command in option.commands:
-            extra = {} if option.validate is None or option.flag else {"type": _argparse_type(option.validate)}
-            parser.add_argument("--" + option.name, dest=option.dest, default=None, **_argparse_kwargs(option),
+            validate = option.validate or option.type
+            extra = {} if validate is None or option.flag else {"type": _argparse_type(validate)}
+            default = defaults.get(option.dest[len("roialign_"):], option.default) if not option.pytest else None
+            parser.add_argument("--" + option.name, dest=option.dest, default=default, **_argparse_kwargs(option),
                                 **extra)
 
 
@@ -319,7 +344,7 @@ def forwarded(args: argparse.Namespace) -> List[str]:
     out: List[str] = []
     for option in OPTIONS:
         value = getattr(args, option.dest, None)
-        if value is None or value is False:
+        if not option.pytest or value is None or value is False:
             continue
         if option.flag:
             out.append(PYTEST_PREFIX + option.name)

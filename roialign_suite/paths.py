@@ -53,5 +53,5 @@ def pytest_command(paths: Sequence[Path], *args: str) -> List[str]:
     """``python -m pytest`` on suite files with this suite's plugin loaded by name (so it also works
     uninstalled) and the working directory as rootdir (caches and outputs land there, not in
     site-packages)."""
-    return [sys.executable, "-m", "pytest", "-p", "roialign_suite.plugin", f"--rootdir={work_dir()}",
+    return [sys.executable, "-m", "pytest", "-p", "roialign_suite.pytest_plugin", f"--rootdir={work_dir()}",
             *(str(p) for p in paths), *args]

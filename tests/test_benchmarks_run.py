@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_quick_benchmarks_write_the_report(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "roialign_suite.benchmarks.report", "--run", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "roialign_suite.benchmarks.performance_report", "--run", "--quick", "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

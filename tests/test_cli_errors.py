@@ -54,7 +54,7 @@ def test_check_command(tmp_path, option, value, problem):
 @pytest.mark.parametrize("option, value, problem", BAD_VALUES, ids=[f"{o}={v}" for o, v, _ in BAD_VALUES])
 def test_plugin_option(tmp_path, option, value, problem):
     (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
-    done = run(tmp_path, "-m", "pytest", "-p", "roialign_suite.plugin", "-p", "no:cacheprovider",
+    done = run(tmp_path, "-m", "pytest", "-p", "roialign_suite.pytest_plugin", "-p", "no:cacheprovider",
                f"--roialign-{option}={value}")
     line = one_line(done)
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, line

@@ -92,7 +92,7 @@ def written_cases(corpus_dir: Path):
 
 @pytest.mark.fuzz
 def test_planted_bug_is_found_written_and_fails_the_replay(tmp_path, compiled_kernels):
-    run = fuzz("--target", PLANTED, *NARROW, "--seconds", "60", "--seed", "1", "--progress-every", "5",
+    run = fuzz("--target", PLANTED, *NARROW, "--seconds", "60", "--campaign-seed", "1", "--progress-every", "5",
                "--db", str(tmp_path / "db"), "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "run"),
                timeout=240)
     assert run.returncode == 1, run.stdout + run.stderr  # 1: failures found
@@ -119,7 +119,7 @@ def test_a_kernel_that_kills_the_process_is_a_finding_isolated_and_an_incomplete
     narrow = ["--files", "properties/test_differential.py", "-k", "test_forward_matches_reference"]
 
     def campaign(name: str, *args: str) -> subprocess.CompletedProcess:
-        return fuzz("--target", crasher, *narrow, "--seconds", "45", "--grace", "90", "--seed", "3", *args,
+        return fuzz("--target", crasher, *narrow, "--seconds", "45", "--grace", "90", "--campaign-seed", "3", *args,
                     "--db", str(tmp_path / f"{name}-db"), "--corpus", str(tmp_path / name),
                     "--out", str(tmp_path / f"{name}-run"), timeout=300)
 
@@ -139,7 +139,7 @@ def test_two_workers_share_one_redis_database(tmp_path, compiled_kernels):
     import redis
 
     with LocalRedis() as server:
-        run = fuzz("--target", PLANTED, *NARROW, "--seconds", "45", "--grace", "30", "--seed", "2",
+        run = fuzz("--target", PLANTED, *NARROW, "--seconds", "45", "--grace", "30", "--campaign-seed", "2",
                    "--workers", "2", "--redis", server.url, "--corpus", str(tmp_path / "corpus"),
                    "--out", str(tmp_path / "run"), timeout=240)
         assert run.returncode in (0, 1), run.stdout + run.stderr  # 0 if both were still shrinking at the end

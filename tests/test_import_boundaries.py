@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The benchmark modules a benchmark run or a report loads (their pytest plugin, benchmarks/session.py, is pytest's).
-BENCHMARK_MODULES = tuple(f"roialign_suite.benchmarks.{m}" for m in ("workloads", "runners", "figures", "maskrcnn", "report", "gate"))
+# The benchmark modules a benchmark run or a report loads (their pytest plugin, roialign_suite/pytest_plugin/benchmark_parametrization.py, is pytest's).
+BENCHMARK_MODULES = tuple(f"roialign_suite.benchmarks.{m}" for m in ("workloads", "runners", "figures", "maskrcnn", "performance_report", "gate"))
 IMPLEMENTATION_MODULES = tuple(
     f"roialign_suite.implementations.{m.name}" for m in pkgutil.iter_modules([str(REPO / "implementations")])
 )

@@ -64,7 +64,7 @@ def test_the_wheel_is_what_runs(installed, user_project):
     venv = str(python.parent.parent)
     assert found["suite"].startswith(venv) and found["ours"].startswith(venv), found
     assert found["theirs"] == [True, True]
-    assert found["entry_points"] == ["roialign_suite.plugin"], found
+    assert found["entry_points"] == ["roialign_suite.pytest_plugin"], found
     shipped = Path(found["ours"]).parent
     assert list((shipped / "corpus").rglob("*.json")), "the corpus is not in the wheel"
     assert (Path(found["suite"]).parent / "benchmarks" / "gate.toml").is_file(), "gate.toml is not in the wheel"

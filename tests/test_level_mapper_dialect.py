@@ -28,7 +28,7 @@ FORMULA = "test_levels_equal_the_dialect_formula"
 def level_properties(mapper: str, *options: str, select: str = "") -> subprocess.CompletedProcess:
     """The level properties (those ``select`` names, a ``-k`` expression) on ``mapper`` (MODULE:ATTR) only, in a child pytest."""
     keyword = f"target and ({select})" if select else "target"
-    command = [sys.executable, "-m", "pytest", "-p", "roialign_suite.plugin", "-p", "no:cacheprovider", "-q",
+    command = [sys.executable, "-m", "pytest", "-p", "roialign_suite.pytest_plugin", "-p", "no:cacheprovider", "-q",
                "properties/test_level_assignment.py", f"--roialign-level-mapper={mapper}",
                "--roialign-max-examples=10", "-k", keyword, *options]
     env = dict(paths.child_environment(), CI="true")

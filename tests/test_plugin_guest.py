@@ -1,5 +1,5 @@
 """The installed suite is a good guest in a kernel author's own pytest runs: with the wheel in their
-environment (its ``pytest11`` entry point loads ``roialign_suite.plugin`` in every pytest process),
+environment (its ``pytest11`` entry point loads ``roialign_suite.pytest_plugin`` in every pytest process),
 a run of their tests keeps their Hypothesis profile, imports neither torch nor Numba nor the suite's
 Hypothesis profiles, and sets no threading layer; without the ``[test]`` extra (no Hypothesis) their
 plain run still passes, and only a suite run stops, with one line naming the extra.
@@ -30,7 +30,7 @@ def record(**fields):
 
 
 def test_modules(request):
-    record(plugin_loaded=request.config.pluginmanager.hasplugin("roialign_suite.plugin"),
+    record(plugin_loaded=request.config.pluginmanager.hasplugin("roialign_suite.pytest_plugin"),
            imported=sorted(m for m in ("torch", "numba", "roialign_suite.impl", "roialign_suite.properties.profiles")
                            if m in sys.modules),
            threading_layer=os.environ.get("NUMBA_THREADING_LAYER"))

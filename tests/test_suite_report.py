@@ -20,9 +20,11 @@ import pytest
 from hypothesis import settings
 
 from roialign_suite import paths
-from roialign_suite.properties import expected_failures as xf
+from roialign_suite.pytest_plugin import expected_failures as xf
 from roialign_suite.properties.discrepancy import UNBOUNDED
-from roialign_suite.properties.report import SCHEMA, examples_from_text, markdown
+from roialign_suite.pytest_plugin.hypothesis_output import examples_from_text
+from roialign_suite.pytest_plugin.run_report import SCHEMA
+from roialign_suite.pytest_plugin.summary_markdown import markdown
 
 HERE = Path(__file__).resolve().parent
 SUITE = paths.package_dir("properties")
@@ -77,7 +79,7 @@ def suite(tmp_path, monkeypatch, capsys):
             # The outer session imported the plugin already; when it did so without pytest's
             # assertion rewriting (an editable install run from another checkout), the nested
             # session warns that it cannot rewrite it: an artefact of nesting, not of the suite.
-            ret = pytest.main(["-p", "roialign_suite.plugin", "-p", "no:cacheprovider", f"--rootdir={rootdir}",
+            ret = pytest.main(["-p", "roialign_suite.pytest_plugin", "-p", "no:cacheprovider", f"--rootdir={rootdir}",
                                "-W", "ignore::pytest.PytestAssertRewriteWarning", "--roialign-profile=ci", *args])
         finally:
             for name in set(sys.modules) - before:
@@ -489,7 +491,7 @@ def test_derandomized_draws_do_not_depend_on_what_is_imported(tmp_path):
 
     def draws(**env) -> list:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "roialign_suite.plugin", "-p", "no:cacheprovider", "-s", "-q",
+            [sys.executable, "-m", "pytest", "-p", "roialign_suite.pytest_plugin", "-p", "no:cacheprovider", "-s", "-q",
              "--roialign-profile=ci", "--roialign-max-examples=200", "test_drawing.py"],
             cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from roialign_suite import options
-from roialign_suite.properties.fuzz import plugin
+from roialign_suite.properties.fuzz import worker_hooks
 from roialign_suite.properties.fuzz.campaign import Campaign, Runner, default_corpus, default_files
 
 
@@ -38,18 +38,14 @@ def campaign_parser() -> argparse.ArgumentParser:
     target.add_argument("--files", nargs="+", metavar="FILE",
                         help=f"property files (default: {' '.join(default_files())})")
     db = p.add_argument_group("shared example database").add_mutually_exclusive_group()
-    db.add_argument("--db", metavar="DIR", default=plugin.DEFAULT_DATABASE,
-                    help=f"directory database (default {plugin.DEFAULT_DATABASE}, as pytest's dev runs)")
+    db.add_argument("--db", metavar="DIR", default=worker_hooks.DEFAULT_DATABASE,
+                    help=f"directory database (default {worker_hooks.DEFAULT_DATABASE}, as pytest's dev runs)")
     db.add_argument("--redis", metavar="URL", help="Redis database shared by machines, e.g. redis://host:6379/0")
     db.add_argument("--start-redis", action="store_true",
                     help="start a private redis-server on 127.0.0.1 (free port) for this campaign's workers")
-    p.add_argument("--corpus", type=Path, default=None,
-                   help="where failures become corpus cases (default: a checkout's properties/corpus/fuzz, "
-                        "else roialign-corpus/ here)")
-    p.add_argument("--out", type=Path, help="run directory: logs, stats, summary (default .hypothesis/fuzz/TIME)")
-    p.add_argument("--seed", type=int, help="campaign seed (round seeds derive from it; default random)")
+    p.add_argument("--campaign-seed", type=int, help="campaign seed (round seeds derive from it; default random)")
     p.add_argument("--examples", type=int, default=25, help="max_examples of the first round (doubles per round)")
-    p.add_argument("--max-examples", type=int, default=400, help="cap on a round's max_examples")
+    p.add_argument("--examples-cap", type=int, default=400, help="cap on a round's max_examples")
     p.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
     p.add_argument("--grace", type=float, default=60.0,
                    help="seconds a round may run past the budget (to finish shrinking) before it is interrupted")
@@ -80,8 +76,8 @@ def run_hypofuzz(args, campaign: Campaign) -> Optional[str]:
     runner = Runner(campaign)
     env = runner.environment(runner.workers[0], campaign.seed)
     command = ["hypothesis", "fuzz", "--host", "127.0.0.1", "-n", str(args.workers), "--",
-               *campaign.files, "-p", "roialign_suite.plugin", "-p", "roialign_suite.properties.fuzz.plugin",
-               "--hypothesis-profile", plugin.PROFILE,
+               *campaign.files, "-p", "roialign_suite.pytest_plugin", "-p", "roialign_suite.properties.fuzz.worker_hooks",
+               "--hypothesis-profile", worker_hooks.PROFILE,
                *campaign.pytest_args]
     print(f"[fuzz] {' '.join(command)} for {campaign.budget_s:.0f} s (progress: http://127.0.0.1:9999)")
     process = subprocess.Popen(command, env=env)
@@ -98,8 +94,8 @@ def main_campaign(argv: List[str]) -> int:
     budget = args.seconds if args.seconds is not None else 60 * (args.minutes if args.minutes is not None else 10)
     campaign = Campaign(
         budget_s=budget, workers=args.workers, files=args.files or default_files(), pytest_args=pytest_args(args),
-        database=args.redis or args.db, corpus=args.corpus or default_corpus(), out=args.out, seed=args.seed,
-        first_examples=args.examples, max_examples=args.max_examples, progress_every_s=args.progress_every,
+        database=args.redis or args.db, corpus=Path(args.roialign_corpus or default_corpus()), out=args.roialign_out,
+        seed=args.campaign_seed, first_examples=args.examples, max_examples=args.examples_cap, progress_every_s=args.progress_every,
         grace_s=args.grace, replay_only=args.replay_only,
     )
     server = None

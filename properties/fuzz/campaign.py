@@ -1,9 +1,9 @@
 """The campaign: worker processes running rounds of the property suite until the time budget ends.
 
 Each worker runs pytest on the property files, round after round, each round
-with a fresh seed (``plugin.seed_hypothesis``; not ``--hypothesis-seed``, which
+with a fresh seed (``worker_hooks.seed_hypothesis``; not ``--hypothesis-seed``, which
 switches the example database off) and twice the ``max_examples`` of the last
-(capped), under the ``fuzz`` profile of ``properties.fuzz.plugin``. All
+(capped), under the ``fuzz`` profile of ``properties.fuzz.worker_hooks``. All
 workers share one example database, so a failure one worker shrinks is
 replayed (already minimal) by every other at its next round. A test that has
 failed is not fuzzed again in this campaign (it would only replay the same
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from roialign_suite import paths
-from roialign_suite.properties.fuzz import plugin
+from roialign_suite.properties.fuzz import worker_hooks
 from roialign_suite.properties.fuzz.stats import Totals, load_snapshots, merge, progress_line, summary_text
 
 NOT_FUZZED = ("test_corpus.py",)  # the replay of pinned cases: nothing to search
@@ -56,7 +56,7 @@ class Campaign:
     workers: int = 1
     files: Sequence[str] = field(default_factory=default_files)
     pytest_args: Sequence[str] = ()  # --roialign-target, --roialign-implementation, -k ... passed through
-    database: str = plugin.DEFAULT_DATABASE
+    database: str = worker_hooks.DEFAULT_DATABASE
     corpus: Path = field(default_factory=default_corpus)
     out: Optional[Path] = None
     seed: Optional[int] = None
@@ -102,15 +102,15 @@ class Runner:
         return random.Random(f"{self.c.seed}-{worker.index}-{worker.rounds}").getrandbits(32)
 
     def command(self) -> List[str]:
-        return paths.pytest_command(self.c.files, "-p", "roialign_suite.properties.fuzz.plugin",
-                                    "-p", "no:cacheprovider", "--hypothesis-profile", plugin.PROFILE,
+        return paths.pytest_command(self.c.files, "-p", "roialign_suite.properties.fuzz.worker_hooks",
+                                    "-p", "no:cacheprovider", "--hypothesis-profile", worker_hooks.PROFILE,
                                     "-q", "--no-header", "--tb=line", "-rN", *self.c.pytest_args)
 
     def environment(self, worker: Worker, seed: int) -> dict:
         env = paths.child_environment()
         examples = min(self.c.first_examples * 2 ** worker.rounds, self.c.max_examples)
         env.update({
-            plugin.STATS_ENV: str(self.stats_dir / f"worker{worker.index}-round{worker.rounds}.json"),
+            worker_hooks.STATS_ENV: str(self.stats_dir / f"worker{worker.index}-round{worker.rounds}.json"),
             "ROIALIGN_FUZZ_CORPUS": str(self.c.corpus),
             "ROIALIGN_FUZZ_DB": self.c.database,
             "ROIALIGN_FUZZ_DEADLINE": str(self.wall_deadline),
@@ -119,7 +119,7 @@ class Runner:
             "ROIALIGN_FUZZ_WORKER": str(worker.index),
             "ROIALIGN_FUZZ_ROUND": str(worker.rounds),
             "ROIALIGN_FUZZ_SEED": str(seed),
-            "ROIALIGN_FUZZ_PHASES": plugin.REPLAY_PHASES if self.c.replay_only else plugin.FUZZ_PHASES,
+            "ROIALIGN_FUZZ_PHASES": worker_hooks.REPLAY_PHASES if self.c.replay_only else worker_hooks.FUZZ_PHASES,
         })
         env.pop("CI", None)  # the ci profile is derandomized; the fuzz profile is chosen explicitly anyway
         # One thread per worker: workers are the parallelism, and they share the machine.

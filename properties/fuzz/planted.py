@@ -49,9 +49,9 @@ def crashing_roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scal
                        sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """``impl.roi_align``, except that a box on a map without pixels (H = 0 or W = 0) kills the
     process with SIGSEGV (it reads address 0), as torchvision's CPU kernel does. Used by
-    ``tests/test_operator_contract.py``::
+    ``tests/test_crash_isolation.py``::
 
-        python -m pytest -p roialign_suite.plugin properties/test_operator_contract.py \\
+        python -m pytest -p roialign_suite.pytest_plugin properties/test_operator_contract.py \\
             --roialign-target=roialign_suite.properties.fuzz.planted:crashing_roi_align
     """
     if (input.shape[2] == 0 or input.shape[3] == 0) and rois_from_boxes(boxes, input).shape[0] > 0:

@@ -38,8 +38,8 @@ from roialign_suite.properties.mutation.mutants import KERNELS, MUTANTS, Mutant,
 SUBPACKAGES = paths.SUBPACKAGES
 COPIED = ("roialign_suite", *SUBPACKAGES, "tests", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".hypothesis", ".pytest_cache")
-PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.plugin", "-p",
-                  "roialign_suite.properties.mutation.plugin")
+PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "-p", "roialign_suite.pytest_plugin", "-p",
+                  "roialign_suite.properties.mutation.mutant_guard")
 OUTPUT_TAIL = 3000  # characters of a run's output kept for mutants that are not caught
 
 CAUGHT, SURVIVED, INVALID, ERROR = "CAUGHT", "SURVIVED", "INVALID", "ERROR"

@@ -68,7 +68,10 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import pytest
 
-PLUGIN_NAME = "roialign_suite.properties.expected_failures"
+from roialign_suite import paths
+from roialign_suite.pytest_plugin.activation import is_suite_module
+
+PLUGIN_NAME = "roialign_suite.pytest_plugin.expected_failures"
 # The parameters that name the implementation under test (Implementation records, or names in corpus replay).
 IMPLEMENTATION_PARAMETERS = ("implementation", "our_implementation", "implementation_name")
 _REASON = re.compile(r"\s#")
@@ -165,7 +168,7 @@ def load(paths: Iterable[str]) -> List[Entry]:
 
 def shipped() -> List[Path]:
     """The expected-failures files that ship with the suite (``roialign_suite/properties/xfails/``)."""
-    return sorted((Path(__file__).resolve().parent / "xfails").glob("*.txt"))
+    return sorted((paths.package_dir("properties") / "xfails").glob("*.txt"))
 
 
 # --- what a test is ---------------------------------------------------------------
@@ -197,8 +200,6 @@ def item_implementation(item) -> Optional[str]:
 
 
 def is_suite_item(item) -> bool:
-    from roialign_suite.plugin import is_suite_module
-
     module = getattr(item, "module", None)
     return module is not None and is_suite_module(module, "properties")
 
@@ -209,7 +210,7 @@ _ENTRIES = pytest.StashKey[List[Entry]]()
 
 
 class ExpectedFailures:
-    """The sub-plugin ``roialign_suite.plugin`` registers when ``--roialign-xfails`` is given."""
+    """The sub-plugin ``roialign_suite.pytest_plugin`` registers when ``--roialign-xfails`` is given."""
 
     def __init__(self, entries: List[Entry], strict: bool, files: Sequence[str]):
         self.entries = entries
@@ -312,7 +313,7 @@ class ExpectedFailures:
 
 
 def register(config) -> Optional[ExpectedFailures]:
-    """Register the plugin when ``--roialign-xfails`` names files (``roialign_suite.plugin``'s ``pytest_configure``)."""
+    """Register the plugin when ``--roialign-xfails`` names files (``roialign_suite.pytest_plugin``'s ``pytest_configure``)."""
     if not config.getoption("roialign_xfails"):
         return None
     plugin = ExpectedFailures.from_config(config)

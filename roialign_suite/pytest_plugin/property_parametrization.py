@@ -1,4 +1,4 @@
-"""The property suite's share of the plugin (``roialign_suite.plugin`` registers it).
+"""The property suite's parametrisation: which implementations are under test (the plugin registers it in a suite run).
 
 It parametrises the properties' ``implementation`` argument with every
 implementation under test and ``our_implementation`` with those that are
@@ -26,7 +26,8 @@ from typing import List
 import pytest
 from hypothesis import settings
 
-from roialign_suite.plugin import is_suite_module, names
+from roialign_suite.pytest_plugin.activation import ACTIVE, PROFILE, is_suite_module, names
+from roialign_suite.pytest_plugin.expected_failures import item_test_id
 from roialign_suite import options
 from roialign_suite.implementations import registry
 from roialign_suite.properties import isolation
@@ -80,8 +81,6 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_report_header(config):
-    from roialign_suite.plugin import ACTIVE, PROFILE
-
     under_test = ", ".join(
         i.name + (f" (skipped: {i.unavailable})" if i.unavailable else "") for i in implementations_under_test(config)
     )
@@ -107,8 +106,6 @@ def pytest_runtest_call(item):
     inner = getattr(getattr(getattr(item, "obj", None), "hypothesis", None), "inner_test", None)
     if inner is None or getattr(inner, "_hypothesis_internal_add_digest", None) != item.nodeid.encode():
         return
-    from roialign_suite.properties.expected_failures import item_test_id
-
     module = getattr(item, "module", None)
     for package in ("properties", "benchmarks"):
         if module is not None and is_suite_module(module, package):

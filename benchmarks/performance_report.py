@@ -12,7 +12,6 @@ runs saved under ``.benchmarks/``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -26,8 +25,8 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
 from roialign_suite.benchmarks import figures  # noqa: E402
-from roialign_suite import paths  # noqa: E402
-from roialign_suite.benchmarks.gate import latest_saved_run, storage  # noqa: E402
+from roialign_suite import options, paths  # noqa: E402
+from roialign_suite.benchmarks.gate import latest_saved_run, saved_runs_folder  # noqa: E402
 
 MODEL_NOTE = (
     "GB/s = modelled bytes / median time; the model (benchmarks/bandwidth.py) counts, per RoI, "
@@ -50,7 +49,7 @@ def run_benchmarks(results: Path, quick: bool, pytest_args: Sequence[str]) -> in
     """Every benchmark into ``results``; saved under ``.benchmarks/`` too unless ``quick``."""
     command = paths.pytest_command(
         [paths.package_dir("benchmarks")], "-q", f"--benchmark-json={results}",
-        *(["--roialign-quick"] if quick else ["--benchmark-autosave", f"--benchmark-storage={storage()}"]),
+        *(["--roialign-quick"] if quick else ["--benchmark-autosave", f"--benchmark-storage={saved_runs_folder()}"]),
         *pytest_args,
     )
     print("+ " + " ".join(command), flush=True)
@@ -178,7 +177,7 @@ def plot_speedup(out: Path, rows: List[figures.Row]) -> None:
 
 def saved_runs(folder: Optional[Path] = None) -> List[Dict]:
     """Every saved run's document, oldest first (pytest-benchmark numbers them)."""
-    return [json.loads(p.read_text()) for p in sorted((folder or storage()).glob("*/*.json"), key=lambda p: p.name)]
+    return [json.loads(p.read_text()) for p in sorted((folder or saved_runs_folder()).glob("*/*.json"), key=lambda p: p.name)]
 
 
 def plot_history(out: Path, documents: List[Dict], implementation: Optional[str] = None) -> None:
@@ -218,13 +217,12 @@ def write_report(results: Path, out: Path, folder: Optional[Path] = None) -> Lis
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="roialign-suite report", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", action="store_true", help="run every benchmark first (and save the run)")
-    parser.add_argument("--quick", action="store_true", help="with --run: toy sizes, not saved (CI smoke run)")
-    parser.add_argument("--results", type=Path, help="pytest-benchmark JSON (default: latest saved run)")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="report folder (default report/ in the working directory)")
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --run (after --)")
+    parser = options.OneLineParser(prog="roialign-suite report", description=__doc__.split("\n")[0])
+    options.add_to_argparse(parser, options.REPORT, out=Path("report"))
+    parser.add_argument("pytest_args", nargs="*", help=options.PYTEST_ARGS_HELP)
     args = parser.parse_args(argv)
+    args.run, args.quick, args.results, args.out = (args.roialign_run, bool(args.roialign_quick),
+                                                    args.roialign_results, args.roialign_out)
     started = time.perf_counter()
     if args.run:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
     path = args.results or latest_saved_run()
     if path is None or not Path(path).exists():
-        print(f"no benchmark results ({path or storage() / '*/*.json'} not found); use --run", file=sys.stderr)
+        print(f"no benchmark results ({path or saved_runs_folder() / '*/*.json'} not found); use --run", file=sys.stderr)
         return 2
     rows = write_report(Path(path), args.out)
     print(figures.text_table(figures.header(), [figures.row_cells(r) for r in rows]))

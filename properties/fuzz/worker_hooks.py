@@ -1,4 +1,4 @@
-"""Pytest plugin for one round of one fuzz worker (``-p properties.fuzz.plugin``; the runner loads it).
+"""Pytest plugin for one round of one fuzz worker (``-p properties.fuzz.worker_hooks``; the runner loads it).
 
 It registers the ``fuzz`` Hypothesis profile (selected with
 ``--hypothesis-profile fuzz``): random, ``deadline=None``, the runner's
@@ -197,7 +197,7 @@ def seed_hypothesis(seed: int) -> None:
 def pytest_configure(config):
     global _round
     if not os.environ.get(STATS_ENV):
-        raise pytest.UsageError(f"roialign_suite.properties.fuzz.plugin is run by python -m roialign_suite.properties.fuzz (needs env {STATS_ENV})")
+        raise pytest.UsageError(f"roialign_suite.properties.fuzz.worker_hooks is run by python -m roialign_suite.properties.fuzz (needs env {STATS_ENV})")
     _round = FuzzRound()
     if _round.corpus is not None:  # an isolated kernel's deaths are findings of the campaign too
         from roialign_suite.properties import isolation

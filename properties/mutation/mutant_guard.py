@@ -1,4 +1,4 @@
-"""Pytest plugin for mutant runs (``-p properties.mutation.plugin``).
+"""Pytest plugin for mutant runs (``-p properties.mutation.mutant_guard``).
 
 Refuses to run the suite (usage error, exit status 4) unless ``impl`` and
 ``reference`` are imported from the mutated copy named by env
@@ -20,7 +20,7 @@ ROOT_ENV = "ROIALIGN_MUTANT_ROOT"
 def pytest_configure(config):
     root = os.environ.get(ROOT_ENV)
     if not root:
-        raise pytest.UsageError(f"roialign_suite.properties.mutation.plugin needs env {ROOT_ENV} (the mutated copy)")
+        raise pytest.UsageError(f"roialign_suite.properties.mutation.mutant_guard needs env {ROOT_ENV} (the mutated copy)")
     problem = shadowing_problem(Path(root))
     if problem:
         raise pytest.UsageError(problem)

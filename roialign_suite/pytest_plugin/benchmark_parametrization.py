@@ -1,7 +1,7 @@
-"""The benchmarks' share of the plugin (``roialign_suite.plugin`` registers it): parametrisation
+"""The benchmarks' parametrisation (the plugin registers it in a suite run)
 (workload x implementation), the ``roialign_``-prefixed fixtures, and the end-of-run summary.
 
-Options (declared in ``roialign_suite.plugin``; besides pytest-benchmark's own ``--benchmark-*``):
+Options (declared in :mod:`roialign_suite.options`; besides pytest-benchmark's own ``--benchmark-*``):
 ``--roialign-quick`` / ``ROIALIGN_BENCH_QUICK=1`` (toy-size workloads, one round: the CI smoke
 run); ``--roialign-target=MODULE:ATTR`` and ``--roialign-device`` (time a plug-in target too);
 ``--roialign-implementation`` / ``--roialign-workload`` (a subset, exact names; targets are
@@ -19,7 +19,7 @@ from roialign_suite.benchmarks import figures
 from roialign_suite.implementations.naming import is_target
 from roialign_suite.benchmarks.runners import candidates
 from roialign_suite.benchmarks.workloads import all_model_workloads, all_workloads
-from roialign_suite.plugin import is_suite_module, names
+from roialign_suite.pytest_plugin.activation import is_suite_module, names
 
 RECORDED = pytest.StashKey[list]()
 
