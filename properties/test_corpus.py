@@ -15,7 +15,7 @@ import torch
 
 from roialign_suite.implementations import registry
 from roialign_suite.properties import isolation
-from roialign_suite.properties.session import implementations_under_test
+from roialign_suite.pytest_plugin.property_parametrization import implementations_under_test
 from roialign_suite.properties.replay import (
     PROPERTIES,
     corpus_root,
@@ -33,13 +33,15 @@ from roialign_suite.properties.tolerances import FLOAT64, assert_within, forward
 
 def _implementations_for(entry: dict, config) -> List:
     """Registry entries named by the case (``"*"`` or absent: every implementation under test).
-    A run of ``--roialign-target`` kernels replays what is under test only: the cases pinned
-    for a built-in it does not check are left out (their built-in's runs replay them)."""
+    A run narrowed to some kernels (``--roialign-target``, ``--roialign-implementation``)
+    replays what is under test only: the cases pinned for a built-in it does not check are
+    left out (their built-in's runs replay them). A default run replays every named built-in
+    that is installed."""
     named = entry.get("implementation", "*")
     if named == "*":
         return implementations_under_test(config)
     names = [named] if isinstance(named, str) else named
-    if config.getoption("roialign_target"):
+    if config.getoption("roialign_target") or config.getoption("roialign_implementation"):
         under_test = {i.name for i in implementations_under_test(config)}
         names = [n for n in names if n in under_test]
     known = registry.by_name()

@@ -11,8 +11,14 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, boxes_with_negative_grid, note_reproduction, roi_align_cases
-from roialign_suite.properties.checks import check_backward_matches_reference, check_forward_matches_reference
+from roialign_suite.properties.checks import (
+    cases_for,
+    check_backward_matches_reference,
+    check_forward_matches_reference,
+    taken_dtype_names,
+)
 
+FULL_PRECISION = ("float64", "float32")
 EDGE_KINDS = ["outside", "huge", "degenerate", "inverted", "tiny", "border", "boundary_sample", "band",
               "level_threshold"]
 
@@ -24,17 +30,20 @@ def _differentiable(implementation) -> bool:
 @pytest.mark.parametrize("kind", EDGE_KINDS)
 @given(data=st.data())
 def test_box_kind_behaves_like_the_reference(implementation, kind, data):
-    """Boxes of one kind only, both conventions, forward and (if differentiable) backward."""
-    case = data.draw(roi_align_cases(kinds=(kind,), min_boxes=1), label="case")
+    """Boxes of one kind only, both conventions, forward and (if differentiable) backward; in the
+    full-precision dtypes the record takes (float64, float32), as every property draws."""
+    case = data.draw(cases_for(implementation, FULL_PRECISION, kinds=(kind,), min_boxes=1), label="case")
     check_forward_matches_reference(implementation, case)
     if _differentiable(implementation):
         check_backward_matches_reference(implementation, case, grad_seed=case.seed)
 
 
-@given(case=roi_align_cases(kinds=("band",), sampling=(0, -1), min_boxes=1), data=st.data())
-def test_largest_adaptive_grid_behaves_like_the_reference(implementation, case, data):
+@given(data=st.data())
+def test_largest_adaptive_grid_behaves_like_the_reference(implementation, data):
     """A box spanning the sampling band with one bin along an axis: the adaptive grid takes
     ``size + 1`` samples per bin there, more than the map has rows (columns), every one counting."""
+    case = data.draw(cases_for(implementation, FULL_PRECISION, kinds=("band",), sampling=(0, -1), min_boxes=1),
+                     label="case")
     h, w = case.output_size
     case = case.replace(output_size=data.draw(st.sampled_from([(1, w), (h, 1), (1, 1)]), label="output_size"))
     check_forward_matches_reference(implementation, case)
@@ -42,8 +51,10 @@ def test_largest_adaptive_grid_behaves_like_the_reference(implementation, case, 
         check_backward_matches_reference(implementation, case, grad_seed=case.seed)
 
 
-@given(case=roi_align_cases(min_boxes=1).map(lambda c: c.replace(shape=c.shape[:2] + (1, 1))))
-def test_one_by_one_map_behaves_like_the_reference(implementation, case):
+@given(data=st.data())
+def test_one_by_one_map_behaves_like_the_reference(implementation, data):
+    case = data.draw(cases_for(implementation, FULL_PRECISION, min_boxes=1), label="case")
+    case = case.replace(shape=case.shape[:2] + (1, 1))
     check_forward_matches_reference(implementation, case)
     if _differentiable(implementation):
         check_backward_matches_reference(implementation, case, grad_seed=case.seed)
@@ -53,6 +64,8 @@ def test_one_by_one_map_behaves_like_the_reference(implementation, case):
 @pytest.mark.parametrize("as_list", [False, True], ids=["tensor", "list"])
 def test_no_boxes(implementation, dtype, as_list):
     """K = 0 gives a ``[0, C, h, w]`` output and (if differentiable) a zero gradient."""
+    if dtype not in taken_dtype_names(implementation, FULL_PRECISION):
+        pytest.skip(f"{implementation.name} does not take {dtype} (its record's dtypes)")
     case = RoIAlignCase(shape=(2, 3, 5, 4), boxes=(), output_size=(2, 3), dtype=dtype)
     features = case.features().requires_grad_(True)
     rois = [torch.zeros((0, 4), dtype=DTYPES[dtype])] * 2 if as_list else case.rois()
