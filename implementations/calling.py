@@ -4,10 +4,14 @@
 - :func:`cuda_unavailable`: why a CUDA entry cannot run here, or None.
 - :func:`operator_arguments`: the ``(rois [K, 5], pooled_height, pooled_width)`` an operator with
   torchvision's roi_align schema takes, made from ``boxes`` and ``output_size`` as torchvision makes them.
+- :class:`PerConfiguration`: the compiled model (session, net, function) of each configuration a
+  runtime adapter builds, the most recently used kept.
 """
 from __future__ import annotations
 
-from typing import Optional
+import collections
+import threading
+from typing import Callable, Generic, Hashable, Optional, TypeVar
 
 import torch
 from torch import Tensor
@@ -42,3 +46,37 @@ def operator_arguments(boxes: BoxesArg, output_size):
     rois = boxes if isinstance(boxes, Tensor) else convert_boxes_to_roi_format(boxes)
     pooled_height, pooled_width = _pair(output_size)
     return rois, pooled_height, pooled_width
+
+
+Compiled = TypeVar("Compiled")
+
+
+class PerConfiguration(Generic[Compiled]):
+    """``build(key)`` once per configuration key, the ``capacity`` most recently used kept (thread-safe).
+
+    The properties draw a new spatial scale or output size for nearly every example, so an
+    unbounded cache of compiled models grows for the whole run: ONNX Runtime's sessions each hold a
+    thread pool, and a worker process under the isolation's memory limit ran out of memory for
+    thread stacks after a few hundred of them.
+    """
+
+    CAPACITY = 32
+
+    def __init__(self, build: Callable[[Hashable], Compiled], capacity: int = CAPACITY):
+        self._build = build
+        self.capacity = capacity
+        self._built: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, key: Hashable) -> Compiled:
+        with self._lock:
+            if key in self._built:
+                self._built.move_to_end(key)
+                return self._built[key]
+            compiled = self._built[key] = self._build(key)
+            while len(self._built) > self.capacity:
+                self._built.popitem(last=False)
+            return compiled
+
+    def __len__(self) -> int:
+        return len(self._built)

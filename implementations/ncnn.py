@@ -42,13 +42,13 @@ Forward only: ncnn is an inference engine, the layer has no backward.
 from __future__ import annotations
 
 import importlib.util
-import threading
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from roialign_suite.implementations.calling import PerConfiguration
 from roialign_suite.reference import inputs
 from roialign_suite.reference.inputs import BoxesArg
 from roialign_suite.reference.roi_align import check_geometry
@@ -62,8 +62,6 @@ VERSION = 1  # torchvision's / detectron2's semantics (see the module docstring 
 
 # (pooled (h, w), spatial_scale, sampling_ratio, aligned, threads)
 NetKey = Tuple[Tuple[int, int], float, int, bool, int]
-_nets: Dict[NetKey, object] = {}
-_lock = threading.Lock()
 
 
 def unavailable() -> Optional[str]:
@@ -84,19 +82,19 @@ def layer_param(pooled: Tuple[int, int], spatial_scale: float, sampling_ratio: i
     )
 
 
-def _net(key: NetKey):
+def _build_net(key: NetKey):
     import ncnn
 
-    with _lock:
-        if key not in _nets:
-            pooled, spatial_scale, sampling_ratio, aligned, threads = key
-            net = ncnn.Net()
-            net.opt.use_vulkan_compute = False
-            net.opt.num_threads = threads
-            if net.load_param_mem(layer_param(pooled, spatial_scale, sampling_ratio, aligned)) != 0:
-                raise RuntimeError(f"ncnn refused the ROIAlign param for {key}")
-            _nets[key] = net
-        return _nets[key]
+    pooled, spatial_scale, sampling_ratio, aligned, threads = key
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = threads
+    if net.load_param_mem(layer_param(pooled, spatial_scale, sampling_ratio, aligned)) != 0:
+        raise RuntimeError(f"ncnn refused the ROIAlign param for {key}")
+    return net
+
+
+_net = PerConfiguration(_build_net)
 
 
 def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,

@@ -13,8 +13,7 @@ Forward only: the runtimes have no gradient. The packages are optional
 from __future__ import annotations
 
 import importlib.util
-import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor
 from roialign_suite.implementations.records import (
     NEGATIVE_GRID_REFUSED, ONNX_SCALE_IN_FLOAT32, RUNTIME_EMPTY_MAP_UNINITIALISED, Divergence, Implementation,
 )
+from roialign_suite.implementations.calling import PerConfiguration
 from roialign_suite.reference import inputs
 from roialign_suite.reference.inputs import BoxesArg
 from roialign_suite.reference.roi_align import check_geometry
@@ -141,20 +141,15 @@ class RuntimeRoIAlign:
         self.__name__ = name
         self._make_session = make_session
         self.threads = threads
-        self._sessions: Dict[ConfigKey, Session] = {}
-        self._lock = threading.Lock()
+        self.session = PerConfiguration(self._session)
 
     def __repr__(self) -> str:
         return f"RuntimeRoIAlign({self.__name__!r}, threads={self.threads})"
 
-    def session(self, key: ConfigKey) -> Session:
-        """The compiled model for ``key``, built on first use."""
-        with self._lock:
-            if key not in self._sessions:
-                dtype, pooled, spatial_scale, sampling_ratio, aligned, threads = key
-                model = roi_align_model(dtype, pooled, spatial_scale, sampling_ratio, aligned)
-                self._sessions[key] = self._make_session(model, threads)
-            return self._sessions[key]
+    def _session(self, key: ConfigKey) -> Session:
+        """The compiled model for ``key`` (``self.session(key)`` builds it on first use and keeps the latest)."""
+        dtype, pooled, spatial_scale, sampling_ratio, aligned, threads = key
+        return self._make_session(roi_align_model(dtype, pooled, spatial_scale, sampling_ratio, aligned), threads)
 
     def __call__(self, input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
                  sampling_ratio: int = -1, aligned: bool = False) -> Tensor:

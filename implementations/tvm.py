@@ -42,13 +42,13 @@ for roi_align. ``tvm`` is imported lazily (``pip install 'roialign-suite[tvm]'``
 from __future__ import annotations
 
 import importlib.util
-import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from roialign_suite.implementations.calling import PerConfiguration
 from roialign_suite.reference import inputs
 from roialign_suite.reference.inputs import BoxesArg
 from roialign_suite.reference.roi_align import check_geometry
@@ -125,18 +125,10 @@ class TVMRoIAlign:
         self.__name__ = name
         self._compile = compile_fn
         self._shift_in_adapter = shift_in_adapter
-        self._compiled: Dict[ConfigKey, Callable] = {}
-        self._lock = threading.Lock()
+        self.compiled = PerConfiguration(compile_fn)
 
     def __repr__(self) -> str:
         return f"TVMRoIAlign({self.__name__!r})"
-
-    def compiled(self, key: ConfigKey) -> Callable:
-        """The compiled function for ``key``, built on first use."""
-        with self._lock:
-            if key not in self._compiled:
-                self._compiled[key] = self._compile(key)
-            return self._compiled[key]
 
     def __call__(self, input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0,
                  sampling_ratio: int = -1, aligned: bool = False) -> Tensor:

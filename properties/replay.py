@@ -130,7 +130,8 @@ def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> Non
     """The recorded divergence is reproduced: the same death (``observed_crash``: the call, and
     the backward for a gradient property, run in its worker process on the case as it is, dies
     with the same signal or exit status;
-    ``observed_timeout_s``: it still hangs that long), an input gradient NaN at exactly the
+    ``observed_timeout_s``: it still hangs that long; or, where ``observed_exception`` is recorded
+    beside the death, raises that instead), an input gradient NaN at exactly the
     recorded ``[n, c, y, x]`` (``observed_gradient_nan``, upstream gradient from ``grad_seed``),
     the same exception (``observed_exception``), all NaN (``observed_all_nan``), or the same ``observed`` output
     (within ``tolerance.observed_atol``, default the implementation's bound) still farther
@@ -140,6 +141,11 @@ def check_still_diverges(implementation, case: RoIAlignCase, entry: dict) -> Non
         backward = entry.get("property", "forward_matches_reference") in GRADIENT_PROPERTIES
         outcome = isolation.run_in_worker_of(implementation, call_raw, implementation, case, backward, timeout=timeout)
         recorded = {key: entry[key] for key in ("observed_crash", "observed_timeout_s") if entry.get(key)}
+        instead = entry.get("observed_exception")  # or, recorded beside the death, this refusal
+        if instead and not outcome.died and outcome.error is not None:
+            assert type(outcome.error).__name__ == instead["type"] and instead.get("message_contains", "") in str(
+                outcome.error), f"{implementation.name} neither dies as recorded nor raises {instead}: it {outcome.describe()}"
+            return
         assert outcome.died and outcome.observed() == recorded, (
             f"{implementation.name} no longer dies as recorded ({entry.get('observed_crash') or 'a hang'}): "
             f"it {outcome.describe()}"

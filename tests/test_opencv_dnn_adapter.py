@@ -19,11 +19,11 @@ def adapter():
 def test_net_is_cached_per_configuration(adapter):
     x, boxes = ramp(1, 1, 4, 5), torch.tensor([[0.0] + BOX])
     adapter.roi_align(x, boxes, 2, 0.5, 2, False)
-    sessions = len(adapter.roi_align._sessions)
+    sessions = len(adapter.roi_align.session)
     adapter.roi_align(x, boxes, 2, 0.5, 2, False)
-    assert len(adapter.roi_align._sessions) == sessions
+    assert len(adapter.roi_align.session) == sessions
     adapter.roi_align(x, boxes, 2, 0.5, 2, True)
-    assert len(adapter.roi_align._sessions) == sessions + 1
+    assert len(adapter.roi_align.session) == sessions + 1
 
 
 def test_empty_adaptive_grid_is_sampled_once(adapter):

@@ -131,10 +131,20 @@ def test_one_session_per_configuration():
     x, boxes = torch.rand(1, 1, 6, 6), torch.tensor([[0, 1.0, 1.0, 4.0, 4.0]])
     adapter(x, boxes, 2, 0.5, 2)
     adapter(torch.rand(2, 3, 7, 9), torch.tensor([[1, 0.0, 1.0, 5.0, 4.0]]), 2, 0.5, 2)  # other shapes, same model
-    assert len(adapter._sessions) == 1
+    assert len(adapter.session) == 1
     adapter(x.double(), boxes.double(), 2, 0.5, 2)
     adapter(x, boxes, 2, 0.5, 2, aligned=True)
-    assert len(adapter._sessions) == 3
+    assert len(adapter.session) == 3
+
+
+def test_compiled_models_kept_are_bounded():
+    """A run draws a new scale for nearly every example: only the latest models are kept."""
+    from roialign_suite.implementations.calling import PerConfiguration
+
+    built = []
+    cache = PerConfiguration(lambda key: built.append(key) or f"model {key}", capacity=2)
+    assert [cache(k) for k in (1, 2, 1, 3, 1, 2)] == ["model 1", "model 2", "model 1", "model 3", "model 1", "model 2"]
+    assert built == [1, 2, 3, 2] and len(cache) == 2  # 2 was the least recently used when 3 came
 
 
 @pytest.mark.parametrize(

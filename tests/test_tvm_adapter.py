@@ -131,11 +131,11 @@ def test_bad_input_is_refused_clearly(entry):
 def test_one_compilation_per_configuration(entry):
     """Shapes are symbolic: new N, C, H, W, K reuse the compiled function of the configuration."""
     call = entry.roi_align
-    before = len(call._compiled)
+    before = len(call.compiled)
     for n, c, h, w in [(1, 1, 5, 6), (2, 3, 9, 4)]:
         call(ramp(n, c, h, w), torch.tensor([[0, 0.5, 0.5, 3.0, 3.5]] * n, dtype=torch.float64), (3, 3), 0.125, 3,
              False)
-    assert len(call._compiled) == before + 1
+    assert len(call.compiled) == before + 1
 
 
 def test_records_are_registered_forward_only():
