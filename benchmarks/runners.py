@@ -34,6 +34,19 @@ def candidates(targets: Sequence[str] = (), target_device: str = "cpu") -> List[
     ]
 
 
+def left_out(workload: Workload, candidate: registry.Implementation) -> Optional[str]:
+    """Why ``candidate`` is not timed on ``workload`` (its record rules it out), or None when it is."""
+    if candidate.unavailable:
+        return f"{candidate.name}: {candidate.unavailable}"
+    if workload.torch_dtype not in candidate.dtypes:
+        return f"{candidate.name} does not take {workload.dtype} (its record)"
+    if workload.backward and not candidate.differentiable:
+        return f"{candidate.name} is forward-only"
+    if workload.threads is not None and workload.threads > max_threads():
+        return f"{workload.threads} threads asked, NUMBA_NUM_THREADS is {max_threads()}"
+    return None
+
+
 def pooler_class(roi_align: Callable) -> type:
     """``impl.Pooler`` with its per-level RoIAlign swapped for ``roi_align``."""
     return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(roi_align)})
@@ -50,7 +63,7 @@ def _our_pooler(workload: Workload, roi_align: Callable = impl.roi_align) -> imp
     return pooler_class(roi_align)(workload.output_size, workload.scales, workload.sampling_ratio, workload.aligned)
 
 
-def _forward(workload: Workload, candidate: registry.Implementation) -> Callable:
+def forward_of(workload: Workload, candidate: registry.Implementation) -> Callable:
     """``(features, rois) -> output`` for the workload's op, built outside the timed region."""
     w = workload
     if w.op == "roi_align":
@@ -93,7 +106,7 @@ class TimedCall:
         # The extractor's output is its float32 fc7; otherwise the output has the features' dtype.
         dtype = torch.float32 if workload.op == "extractor" else workload.torch_dtype
         self.grad_output = torch.randn(output_shape(workload, self.rois.shape[0]), device=device).to(dtype)
-        self.forward = _forward(workload, candidate)
+        self.forward = forward_of(workload, candidate)
         self.synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def __call__(self) -> None:
