@@ -36,6 +36,8 @@ def candidates(targets: Sequence[str] = (), target_device: str = "cpu") -> List[
 
 def left_out(workload: Workload, candidate: registry.Implementation) -> Optional[str]:
     """Why ``candidate`` is not timed on ``workload`` (its record rules it out), or None when it is."""
+    if candidate.not_timed:
+        return f"{candidate.name} is not timed: {candidate.not_timed}"
     if candidate.unavailable:
         return f"{candidate.name}: {candidate.unavailable}"
     if workload.torch_dtype not in candidate.dtypes:
@@ -48,8 +50,21 @@ def left_out(workload: Workload, candidate: registry.Implementation) -> Optional
 
 
 def pooler_class(roi_align: Callable) -> type:
-    """``impl.Pooler`` with its per-level RoIAlign swapped for ``roi_align``."""
-    return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(roi_align)})
+    """``impl.Pooler`` with its per-level RoIAlign swapped for ``roi_align``.
+
+    A third-party ``roi_align`` is not called for a level no RoI goes to (that level's rows are
+    empty): MNN refuses K = 0 (``properties/xfails/mnn.txt``). At the workloads' full sizes every
+    level gets RoIs, so only the quick (toy) runs, whose small boxes all go to P2, skip calls.
+    """
+    if roi_align is impl.roi_align:
+        return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(roi_align)})
+
+    def per_level(input: Tensor, rois: Tensor, output_size, *args) -> Tensor:
+        if rois.shape[0] == 0:
+            return input.new_zeros((0, input.shape[1], *output_size))
+        return roi_align(input, rois, output_size, *args)
+
+    return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(per_level)})
 
 
 def levels_of(workload: Workload, inputs: Inputs) -> Tensor:
