@@ -56,7 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     forwarded = [a for a in options.forwarded(args) if not a.startswith(own_options)]
     if args.roialign_bench:
         if forwarded:
-            parser.error(f"{', '.join(forwarded)}: options of the property checks, not of --bench")
+            given = ", ".join("--" + a[len(options.PYTEST_PREFIX):].split("=")[0] for a in forwarded)
+            parser.error(f"{given}: options of the property checks, not of --bench")
         from roialign_suite.benchmarks import ecosystem_bench
 
         return ecosystem_bench.run(kernels(wanted), args.roialign_out or Path("roialign-ecosystem", "bench"),
