@@ -55,6 +55,10 @@ class Result:
     floor_bytes: Optional[int] = None  # absent from runs saved before it was recorded
     compared_with: Optional[str] = None  # the workload of a dtype pair this one is compared with
     target_speedup: Optional[float] = None
+    # Error against the float64 reference (benchmarks/accuracy.py; None: not computed, or a run saved before).
+    max_abs_error: Optional[float] = None
+    rel_error: Optional[float] = None
+    grad_rel_error: Optional[float] = None
 
     @property
     def rois_per_s(self) -> float:
@@ -105,6 +109,9 @@ def throughput_results(records: Iterable[Mapping]) -> List[Result]:
             floor_bytes=info.get("floor_bytes"),
             compared_with=info.get("compared_with"),
             target_speedup=info.get("target_speedup"),
+            max_abs_error=info.get("max_abs_error"),
+            rel_error=info.get("rel_error"),
+            grad_rel_error=info.get("grad_rel_error"),
         )
         for info, stats in _timings(records, THROUGHPUT)
     ]
@@ -228,6 +235,9 @@ class Row:
     gb_per_s: float
     speedup: Optional[float]
     times_floor: Optional[float] = None
+    max_abs_error: Optional[float] = None
+    rel_error: Optional[float] = None
+    grad_rel_error: Optional[float] = None
 
 
 def summary_rows(results: Iterable[Result], baseline: Optional[str] = None) -> List[Row]:
@@ -244,6 +254,9 @@ def summary_rows(results: Iterable[Result], baseline: Optional[str] = None) -> L
             r.bytes_per_s / 1e9,
             ratio[(r.workload, r.implementation)],
             r.times_floor,
+            r.max_abs_error,
+            r.rel_error,
+            r.grad_rel_error,
         )
         for r in results
     ]
@@ -252,7 +265,12 @@ def summary_rows(results: Iterable[Result], baseline: Optional[str] = None) -> L
 def header() -> Tuple[str, ...]:
     """The summary table's header (:func:`row_cells`)."""
     return ("workload", "implementation", "median ms", "rounds", "RoIs/s", "GB/s", "x floor",
-            f"speedup vs {baseline_name()}")
+            f"speedup vs {baseline_name()}", "max abs error", "rel error", "grad rel error")
+
+
+def error_cell(value: Optional[float]) -> str:
+    """An error in a table: two significant digits, '-' when not computed."""
+    return "-" if value is None else f"{value:.1e}"
 
 
 def row_cells(row: Row) -> Tuple[str, ...]:
@@ -266,6 +284,9 @@ def row_cells(row: Row) -> Tuple[str, ...]:
         f"{row.gb_per_s:.2f}",
         "-" if row.times_floor is None else f"{row.times_floor:.1f}",
         speedup,
+        error_cell(row.max_abs_error),
+        error_cell(row.rel_error),
+        error_cell(row.grad_rel_error),
     )
 
 

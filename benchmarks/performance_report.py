@@ -7,7 +7,8 @@
 Writes into ``--out`` (default ``report/``): ``summary.md``, ``summary.json``,
 ``results.json`` (with ``--run``), ``throughput_vs_rois.png`` (the RoI-count
 sweep, RoIs/s per implementation), ``speedup.png`` (speedup over torchvision
-CPU per workload) and ``history.png`` (our speedup per workload across the
+CPU per workload), ``accuracy.png`` (each case's error against the float64
+reference against its speedup) and ``history.png`` (our speedup per workload across the
 runs saved under ``.benchmarks/``).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
-from roialign_suite.benchmarks import figures  # noqa: E402
+from roialign_suite.benchmarks import accuracy, figures  # noqa: E402
 from roialign_suite import options, paths  # noqa: E402
 from roialign_suite.benchmarks.gate import latest_saved_run, saved_runs_folder  # noqa: E402
 
@@ -83,6 +84,10 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "",
         MODEL_NOTE,
         "",
+        accuracy.NOTE,
+        "",
+        "![accuracy beside speed](accuracy.png)",
+        "",
         "## RoI-count sweeps, forward (median; speedup over torchvision CPU, same run)",
         "",
         figures.markdown_table(figures.sweep_header(), [figures.sweep_cells(r) for r in sweeps]),
@@ -128,7 +133,14 @@ def plot_throughput_vs_rois(out: Path, records: List[Dict]) -> None:
     """Per sweep family, the forward's median time by RoI count for each implementation (top) and our
     speedup over the baseline (torchvision CPU) with the 2x target (bottom)."""
     points = [r for r in figures.throughput_results(records) if r.sweep and r.sweep.startswith("rois-")]
-    families = list(dict.fromkeys(r.sweep for r in points)) or ["rois-p2"]
+    if not points:  # a run of other workloads (log axes with no data raise)
+        fig, ax = plt.subplots(figsize=(4.5, 1.5))
+        ax.text(0.5, 0.5, "no RoI-count sweep in this run", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(out / "throughput_vs_rois.png", dpi=110)
+        plt.close(fig)
+        return
+    families = list(dict.fromkeys(r.sweep for r in points))
     sweep_rows = figures.roi_sweep_rows(points)
     fig, axes = plt.subplots(2, len(families), figsize=(4.5 * len(families), 7), squeeze=False)
     for column, family in enumerate(families):
@@ -175,6 +187,33 @@ def plot_speedup(out: Path, rows: List[figures.Row]) -> None:
     plt.close(fig)
 
 
+ZERO_ERROR_SHOWN_AT = 1e-17  # where an exact result (error 0) is drawn on the log axis
+
+
+def plot_accuracy(out: Path, rows: List[figures.Row]) -> None:
+    """Each case's error relative to max |reference| (forward: dots; gradient: crosses) against its speedup."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    shown = [r for r in rows if r.speedup is not None and r.rel_error is not None]
+    for i, name in enumerate(dict.fromkeys(r.implementation for r in shown)):
+        mine = [r for r in shown if r.implementation == name]
+        for field, marker, label in (("rel_error", "o", name), ("grad_rel_error", "x", f"{name} (gradient)")):
+            points = [(r.speedup, getattr(r, field)) for r in mine if getattr(r, field) is not None]
+            if points:
+                ax.scatter([x for x, _ in points], [max(y, ZERO_ERROR_SHOWN_AT) for _, y in points],
+                           marker=marker, color=f"C{i % 10}", label=label)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    scale = "log" if shown else "linear"  # a log axis with no data raises
+    ax.set(xscale=scale, yscale=scale, xlabel=f"speedup over {figures.baseline_name()} (same run)",
+           ylabel=f"max |error| / max |float64 reference| (0 drawn at {ZERO_ERROR_SHOWN_AT:g})",
+           title="accuracy beside speed, per workload")
+    ax.grid(True, which="both", alpha=0.3)
+    if shown:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=110)
+    plt.close(fig)
+
+
 def saved_runs(folder: Optional[Path] = None) -> List[Dict]:
     """Every saved run's document, oldest first (pytest-benchmark numbers them)."""
     return [json.loads(p.read_text()) for p in sorted((folder or saved_runs_folder()).glob("*/*.json"), key=lambda p: p.name)]
@@ -212,6 +251,7 @@ def write_report(results: Path, out: Path, folder: Optional[Path] = None) -> Lis
     rows = write_summary(out, records, document)
     plot_throughput_vs_rois(out, records)
     plot_speedup(out, rows)
+    plot_accuracy(out, rows)
     plot_history(out, saved_runs(folder))
     return rows
 

@@ -34,9 +34,37 @@ def candidates(targets: Sequence[str] = (), target_device: str = "cpu") -> List[
     ]
 
 
+def left_out(workload: Workload, candidate: registry.Implementation) -> Optional[str]:
+    """Why ``candidate`` is not timed on ``workload`` (its record rules it out), or None when it is."""
+    if candidate.not_timed:
+        return f"{candidate.name} is not timed: {candidate.not_timed}"
+    if candidate.unavailable:
+        return f"{candidate.name}: {candidate.unavailable}"
+    if workload.torch_dtype not in candidate.dtypes:
+        return f"{candidate.name} does not take {workload.dtype} (its record)"
+    if workload.backward and not candidate.differentiable:
+        return f"{candidate.name} is forward-only"
+    if workload.threads is not None and workload.threads > max_threads():
+        return f"{workload.threads} threads asked, NUMBA_NUM_THREADS is {max_threads()}"
+    return None
+
+
 def pooler_class(roi_align: Callable) -> type:
-    """``impl.Pooler`` with its per-level RoIAlign swapped for ``roi_align``."""
-    return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(roi_align)})
+    """``impl.Pooler`` with its per-level RoIAlign swapped for ``roi_align``.
+
+    A third-party ``roi_align`` is not called for a level no RoI goes to (that level's rows are
+    empty): MNN refuses K = 0 (``properties/xfails/mnn.txt``). At the workloads' full sizes every
+    level gets RoIs, so only the quick (toy) runs, whose small boxes all go to P2, skip calls.
+    """
+    if roi_align is impl.roi_align:
+        return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(roi_align)})
+
+    def per_level(input: Tensor, rois: Tensor, output_size, *args) -> Tensor:
+        if rois.shape[0] == 0:
+            return input.new_zeros((0, input.shape[1], *output_size))
+        return roi_align(input, rois, output_size, *args)
+
+    return type("BenchPooler", (impl.Pooler,), {"roi_align": staticmethod(per_level)})
 
 
 def levels_of(workload: Workload, inputs: Inputs) -> Tensor:
@@ -50,7 +78,7 @@ def _our_pooler(workload: Workload, roi_align: Callable = impl.roi_align) -> imp
     return pooler_class(roi_align)(workload.output_size, workload.scales, workload.sampling_ratio, workload.aligned)
 
 
-def _forward(workload: Workload, candidate: registry.Implementation) -> Callable:
+def forward_of(workload: Workload, candidate: registry.Implementation) -> Callable:
     """``(features, rois) -> output`` for the workload's op, built outside the timed region."""
     w = workload
     if w.op == "roi_align":
@@ -93,7 +121,7 @@ class TimedCall:
         # The extractor's output is its float32 fc7; otherwise the output has the features' dtype.
         dtype = torch.float32 if workload.op == "extractor" else workload.torch_dtype
         self.grad_output = torch.randn(output_shape(workload, self.rois.shape[0]), device=device).to(dtype)
-        self.forward = _forward(workload, candidate)
+        self.forward = forward_of(workload, candidate)
         self.synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def __call__(self) -> None:

@@ -3,6 +3,8 @@
 Inputs are built and moved to the device, and modules constructed, outside
 the timed region; Numba is compiled before anything is timed. An untimed
 warm-up (:func:`warm_up`) sizes the number of rounds to the time budget.
+After the timed rounds, each case's error against the float64 reference
+(:mod:`~roialign_suite.benchmarks.accuracy`) goes into its ``extra_info``.
 """
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import functools
 
 import pytest
 
-from roialign_suite.benchmarks import bandwidth, figures
-from roialign_suite.benchmarks.runners import TimedCall, levels_of, max_threads, rounds_for, seconds_of, thread_count
+from roialign_suite.benchmarks import accuracy, bandwidth, figures
+from roialign_suite.benchmarks.runners import TimedCall, left_out, levels_of, rounds_for, seconds_of, thread_count
 from roialign_suite.benchmarks.workloads import build_inputs
 
 PROBE_FRACTION = 16
@@ -22,6 +24,12 @@ def _inputs_and_bytes(workload):
     # Cases of one workload run back to back: keep only the current one's inputs.
     inputs = build_inputs(workload)
     return inputs, bandwidth.bytes_moved(workload, inputs, levels_of(workload, inputs)), bandwidth.floor_bytes(workload, inputs)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference(workload):
+    """The float64 reference on the workload's compared slice (:mod:`accuracy`), once per workload."""
+    return accuracy.reference(workload, _inputs_and_bytes(workload)[0])
 
 
 def warm_up(call: TimedCall, num_rois: int, budget_s: float) -> float:
@@ -49,14 +57,9 @@ def warm_up(call: TimedCall, num_rois: int, budget_s: float) -> float:
 
 def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roialign_jit_warm):
     workload, candidate = case
-    if candidate.unavailable:
-        pytest.skip(f"{candidate.name}: {candidate.unavailable}")
-    if workload.torch_dtype not in candidate.dtypes:
-        pytest.skip(f"{candidate.name} does not take {workload.dtype} (its record)")
-    if workload.backward and not candidate.differentiable:
-        pytest.skip(f"{candidate.name} is forward-only")
-    if workload.threads is not None and workload.threads > max_threads():
-        pytest.skip(f"{workload.threads} threads asked, NUMBA_NUM_THREADS is {max_threads()}")
+    reason = left_out(workload, candidate)
+    if reason:
+        pytest.skip(reason)
     inputs, nbytes, floor_bytes = _inputs_and_bytes(workload)
     benchmark.group = workload.name
     budget_s, min_rounds, max_rounds = roialign_timing_plan
@@ -66,6 +69,8 @@ def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roia
         rounds = rounds_for(seconds_per_call, budget_s, min_rounds, max_rounds)
         benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
         copy_bytes_per_s = bandwidth.copy_bandwidth(floor_bytes, workload.threads or 0)
+        # After the timed rounds: accuracy on the workload's inputs (the module docstring of accuracy.py).
+        errors = accuracy.errors(workload, candidate, inputs, _reference(workload))
     benchmark.extra_info.update(
         kind=figures.THROUGHPUT,
         workload=workload.name,
@@ -87,5 +92,6 @@ def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roia
         floor_bytes=floor_bytes,
         copy_bytes_per_s=copy_bytes_per_s,
         estimated_call_s=seconds_per_call,
+        **errors,
     )
     roialign_record(benchmark)

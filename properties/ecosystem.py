@@ -7,7 +7,11 @@ not the definition, run on the CPU and can run here) gets its own
 Markdown summary under ``--out`` (default ``./roialign-ecosystem``). A table
 of every kernel's outcome is printed and written to ``OUT/summary.md``. Exit
 status 0 when every check passed (its listed divergences expected), 1 when
-one failed, 2 on a usage error. ``--implementation`` narrows the list.
+one failed, 2 on a usage error. ``--implementation`` narrows the list;
+pytest arguments after ``--`` go to every check.
+
+``--bench`` times the same kernels instead (``benchmarks/ecosystem_bench.py``;
+``--out`` default ``./roialign-ecosystem/bench``; ``--quick``: toy sizes).
 """
 from __future__ import annotations
 
@@ -32,22 +36,35 @@ def kernels(wanted: Sequence[str] = ()) -> List[Implementation]:
     return third_party
 
 
-def check_command(kernel: Implementation, out: Path, forwarded: Sequence[str]) -> List[str]:
+def check_command(kernel: Implementation, out: Path, forwarded: Sequence[str], extra: Sequence[str] = ()) -> List[str]:
     """The ``roialign-suite check`` of one kernel, writing ``OUT/NAME.json`` and ``OUT/NAME.md``."""
     command = [sys.executable, "-m", "roialign_suite.cli", "check", f"--implementation={kernel.name}",
                f"--report={out / (kernel.name + '.json')}", f"--summary={out / (kernel.name + '.md')}"]
     if kernel.xfails:
         command.append(f"--xfails={paths.package_dir('properties') / 'xfails' / kernel.xfails}")
-    return command + [f"--{a[len(options.PYTEST_PREFIX):]}" for a in forwarded]
+    return command + [f"--{a[len(options.PYTEST_PREFIX):]}" for a in forwarded] + (["--", *extra] if extra else [])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = options.OneLineParser(prog="roialign-suite ecosystem", description=__doc__.splitlines()[0])
-    options.add_to_argparse(parser, options.ECOSYSTEM, out=Path("roialign-ecosystem"))
-    args = parser.parse_args(argv)
-    args.out = args.roialign_out
+    options.add_to_argparse(parser, options.ECOSYSTEM)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    args = parser.parse_args(own)
     wanted = [n for value in (args.roialign_implementation or []) for n in options.names(value)]
-    forwarded = [a for a in options.forwarded(args) if not a.startswith(options.PYTEST_PREFIX + "implementation")]
+    own_options = (options.PYTEST_PREFIX + "implementation", options.PYTEST_PREFIX + "quick")
+    forwarded = [a for a in options.forwarded(args) if not a.startswith(own_options)]
+    if args.roialign_bench:
+        if forwarded:
+            given = ", ".join("--" + a[len(options.PYTEST_PREFIX):].split("=")[0] for a in forwarded)
+            parser.error(f"{given}: options of the property checks, not of --bench")
+        from roialign_suite.benchmarks import ecosystem_bench
+
+        return ecosystem_bench.run(kernels(wanted), args.roialign_out or Path("roialign-ecosystem", "bench"),
+                                   bool(args.roialign_quick), extra)
+    if args.roialign_quick:
+        parser.error("--quick applies with --bench only")
+    args.out = args.roialign_out or Path("roialign-ecosystem")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for kernel in kernels(wanted):
@@ -55,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows.append((kernel.name, "not installed", kernel.unavailable, 0.0))
             continue
         start = time.monotonic()
-        code = subprocess.run(check_command(kernel, args.out, forwarded), env=paths.child_environment()).returncode
+        code = subprocess.run(check_command(kernel, args.out, forwarded, extra), env=paths.child_environment()).returncode
         report = args.out / f"{kernel.name}.json"
         totals = json.loads(report.read_text())["totals"] if report.exists() else {}
         counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "no report"

@@ -251,18 +251,23 @@ OPTIONS: Tuple[Option, ...] = (
            "as JSON", metavar="FILE.json", commands=(CHECK,)),
     Option("summary", "write a Markdown summary of the report", metavar="FILE.md", commands=(CHECK,)),
     Option("quick", "benchmarks: toy workloads, one round (CI smoke run; gate: checks the pipeline, not the "
-           "thresholds; report: the run is not saved)", flag=True, default=False, commands=(BENCH, GATE, REPORT)),
+           "thresholds; report and ecosystem --bench: the run is not saved)", flag=True, default=False,
+           commands=(BENCH, GATE, REPORT, ECOSYSTEM)),
     Option("workload", "benchmarks: workload(s) to time (repeatable or comma-separated; default all)",
            workload_names, default=[], metavar="NAME", repeatable=True),
     Option("bench-budget", "benchmarks: seconds of timed rounds per case (default 2)", non_negative_number,
            metavar="SECONDS"),
     Option("bench-min-rounds", "benchmarks: fewest timed rounds per case", positive_integer, metavar="N"),
     # The commands' own options.
+    Option("bench", "time every installed third-party kernel beside ours and torchvision on the box head (P2 and "
+           "the FPN pooler, forward and forward+backward) instead of checking them: report and kernels.md under "
+           "--out (pytest arguments after --)", flag=True, default=False, commands=(ECOSYSTEM,), pytest=False),
     Option("run", "run the benchmarks first (gate: the gated workloads; report: every workload, saved under "
            ".benchmarks/)", flag=True, default=False, commands=(GATE, REPORT), pytest=False),
     Option("results", "pytest-benchmark JSON to read (default: the latest run saved under .benchmarks/)",
            metavar="FILE.json", commands=(GATE, REPORT), pytest=False, type=Path),
-    Option("out", "the folder written (report, crossover: report/; ecosystem: roialign-ecosystem/; fuzz: "
+    Option("out", "the folder written (report, crossover: report/; ecosystem: roialign-ecosystem/, with --bench "
+           "roialign-ecosystem/bench/; fuzz: "
            ".hypothesis/fuzz/TIME; gpu-record: benchmarks/records/DATE-cuda)", metavar="DIR",
            commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD), pytest=False, type=Path),
     Option("rounds", "timed calls per measurement (their median is reported)", positive_integer, metavar="N",
