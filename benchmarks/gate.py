@@ -154,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = options.OneLineParser(prog="roialign-suite gate", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG, help="thresholds (default benchmarks/gate.toml)")
     options.add_to_argparse(parser, options.GATE)
-    parser.add_argument("pytest_args", nargs="*", help=options.PYTEST_ARGS_HELP)
+    options.add_pytest_arguments(parser)
     args = parser.parse_args(argv)
     args.run, args.quick, args.results = args.roialign_run, bool(args.roialign_quick), args.roialign_results
     config = load_config(args.config)

@@ -259,7 +259,7 @@ def write_report(results: Path, out: Path, folder: Optional[Path] = None) -> Lis
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = options.OneLineParser(prog="roialign-suite report", description=__doc__.split("\n")[0])
     options.add_to_argparse(parser, options.REPORT, out=Path("report"))
-    parser.add_argument("pytest_args", nargs="*", help=options.PYTEST_ARGS_HELP)
+    options.add_pytest_arguments(parser)
     args = parser.parse_args(argv)
     args.run, args.quick, args.results, args.out = (args.roialign_run, bool(args.roialign_quick),
                                                     args.roialign_results, args.roialign_out)

@@ -275,8 +275,11 @@ OPTIONS: Tuple[Option, ...] = (
     Option("threads", "torch and Numba threads while timing (default 2)", positive_integer, default=2, metavar="N",
            commands=(CROSSOVER, IPEX_BENCH), pytest=False),
 )
-# The positional pytest arguments of the gate and report jobs (after --).
-PYTEST_ARGS_HELP = "extra pytest arguments for --run (after --)"
+
+
+def add_pytest_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gate and report jobs' positional pytest arguments for ``--run`` (after ``--``), as ``pytest_args``."""
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --run (after --)")
 
 
 def _argparse_kwargs(option: Option) -> Dict[str, Any]:
