@@ -183,6 +183,9 @@ CHECK, BENCH, VERIFY, FUZZ, JOBS, ECOSYSTEM = "check", "bench", "verify", "fuzz"
 # Commands with options of their own only (no --roialign- form): gate and report (each job's own parser),
 # and the benchmark scripts.
 GATE, REPORT, CROSSOVER, IPEX_BENCH, GPU_RECORD = "gate", "report", "crossover", "ipex-bench", "gpu-record"
+# roialign-suite track's actions (benchmarks/track.py).
+TRACK_RECORD, TRACK_CHECK, TRACK_PUBLISH = "track-record", "track-check", "track-publish"
+TRACK = (TRACK_RECORD, TRACK_CHECK, TRACK_PUBLISH)
 
 
 @dataclass(frozen=True)
@@ -250,21 +253,36 @@ OPTIONS: Tuple[Option, ...] = (
     Option("report", "write every property x implementation outcome, worst error/bound and minimal example "
            "as JSON", metavar="FILE.json", commands=(CHECK,)),
     Option("summary", "write a Markdown summary of the report", metavar="FILE.md", commands=(CHECK,)),
-    Option("quick", "benchmarks: toy workloads, one round (CI smoke run; gate: checks the pipeline, not the "
-           "thresholds; report: the run is not saved)", flag=True, default=False, commands=(BENCH, GATE, REPORT)),
+    Option("quick", "benchmarks: toy workloads, one round unless --roialign-bench-min-rounds (CI smoke run; gate: "
+           "checks the pipeline, not the thresholds; report: the run is not saved)", flag=True, default=False,
+           commands=(BENCH, GATE, REPORT, TRACK_RECORD)),
     Option("workload", "benchmarks: workload(s) to time (repeatable or comma-separated; default all)",
            workload_names, default=[], metavar="NAME", repeatable=True),
     Option("bench-budget", "benchmarks: seconds of timed rounds per case (default 2)", non_negative_number,
            metavar="SECONDS"),
     Option("bench-min-rounds", "benchmarks: fewest timed rounds per case", positive_integer, metavar="N"),
     # The commands' own options.
-    Option("run", "run the benchmarks first (gate: the gated workloads; report: every workload, saved under "
-           ".benchmarks/)", flag=True, default=False, commands=(GATE, REPORT), pytest=False),
+    Option("run", "run the benchmarks first (gate, track record: the gated workloads; report: every workload, "
+           "saved under .benchmarks/)", flag=True, default=False, commands=(GATE, REPORT, TRACK_RECORD), pytest=False),
     Option("results", "pytest-benchmark JSON to read (default: the latest run saved under .benchmarks/)",
-           metavar="FILE.json", commands=(GATE, REPORT), pytest=False, type=Path),
+           metavar="FILE.json", commands=(GATE, REPORT, TRACK_RECORD), pytest=False, type=Path),
+    Option("repeat", "track record --run: benchmark runs, each recorded (default 1; a commit needs "
+           "min_runs_after runs of benchmarks/track.toml before its step can fail the check)", positive_integer,
+           default=1, metavar="N", commands=(TRACK_RECORD,), pytest=False),
+    Option("store", "the history folder: one JSON file per run, merged by copying (default roialign-history/ "
+           "here)", folder, metavar="DIR", commands=TRACK, pytest=False),
+    Option("machine", "a label for this machine in the history (default: its CPU and cores)", metavar="NAME",
+           commands=(TRACK_RECORD,), pytest=False),
+    Option("commit", "record the run under this commit (default: the run's commit_info, pytest-benchmark's "
+           "git state)", metavar="ID", commands=(TRACK_RECORD,), pytest=False),
+    Option("commit-time", "with --commit: the commit's time, ISO 8601 (it orders the history)", metavar="TIME",
+           commands=(TRACK_RECORD,), pytest=False),
+    Option("config", "track check's rule (default benchmarks/track.toml)", existing_file, metavar="FILE.toml",
+           commands=(TRACK_CHECK, TRACK_PUBLISH), pytest=False),
     Option("out", "the folder written (report, crossover: report/; ecosystem: roialign-ecosystem/; fuzz: "
-           ".hypothesis/fuzz/TIME; gpu-record: benchmarks/records/DATE-cuda)", metavar="DIR",
-           commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD), pytest=False, type=Path),
+           ".hypothesis/fuzz/TIME; gpu-record: benchmarks/records/DATE-cuda; track publish: report/track)",
+           metavar="DIR", commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD, TRACK_PUBLISH), pytest=False,
+           type=Path),
     Option("rounds", "timed calls per measurement (their median is reported)", positive_integer, metavar="N",
            commands=(CROSSOVER, IPEX_BENCH), pytest=False),
     Option("threads", "torch and Numba threads while timing (default 2)", positive_integer, default=2, metavar="N",
