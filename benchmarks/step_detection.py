@@ -57,8 +57,9 @@ class Step:
         return self.level_after / self.level_before - 1.0
 
 
-# gamma = PENALTY * sigma * ln(runs): 3 gave no step on pure noise and found every 15% step under 2%
-# noise with >= 3 runs after it (2 let 3 to 4 noise series in 100 through; 4 missed some last steps).
+# gamma = PENALTY * sigma * ln(runs): 3 gave no step on 300 pure-noise series and found every 15% step
+# under 2% noise with >= 3 runs after it (2: a step in 7 noise series; 4: missed 7 of 200 last-commit
+# steps). The series: benchmarks/README.md, "Step detection".
 PENALTY = 3.0
 
 

@@ -126,7 +126,7 @@ def run_record(run: Mapping, machine: Optional[str] = None, commit: Optional[str
         "schema": SCHEMA,
         "commit": commit,
         "commit_time": commit_time or info.get("time") or _now(),
-        "dirty": bool(info.get("dirty")) and not commit_time,
+        "dirty": bool(info.get("dirty")) and commit == info.get("id"),  # as the run's git state says
         "recorded": recorded or _now(),
         "machine": fingerprint(run.get("machine_info") or {}, machine),
         "baseline": baseline,
@@ -182,11 +182,17 @@ class Series:
         return f"{self.view}|{self.workload}|{self.size}|{self.implementation}|{self.machine}"
 
 
+def _instant(iso: str) -> _dt.datetime:
+    """An ISO 8601 time as an aware UTC datetime (a time without an offset is taken as UTC)."""
+    moment = _dt.datetime.fromisoformat(iso)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)).astimezone(_dt.timezone.utc)
+
+
 def commit_order(runs: Sequence[Mapping]) -> List[str]:
     """Every commit of the history, oldest first: by commit time, then by first recording."""
     first = {}
     for r in runs:
-        key = (r["commit_time"], r["recorded"])
+        key = (_instant(r["commit_time"]), _instant(r["recorded"]))
         if r["commit"] not in first or key < first[r["commit"]]:
             first[r["commit"]] = key
     return sorted(first, key=lambda c: first[c])
@@ -196,7 +202,7 @@ def build_series(runs: Sequence[Mapping]) -> List[Series]:
     """Every series of the history (module docstring), commits in :func:`commit_order`."""
     position = {c: i for i, c in enumerate(commit_order(runs))}
     table: Dict[str, Series] = {}
-    for run in sorted(runs, key=lambda r: (position[r["commit"]], r["recorded"])):
+    for run in sorted(runs, key=lambda r: (position[r["commit"]], _instant(r["recorded"]))):
         machine = run["machine"]
         for row in run["results"]:
             values = {TIME: row["median_s"]}

@@ -109,6 +109,17 @@ def folder(value: str) -> str:
     return value
 
 
+def iso_time(value: str) -> str:
+    """An ISO 8601 time (``2026-12-07T14:38:25+00:00``)."""
+    import datetime
+
+    try:
+        datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time such as 2026-12-07T14:38:25+00:00, got {value!r}") from None
+    return value
+
+
 def profile(value: str) -> str:
     """A profile of ``roialign_suite.properties.profiles``."""
     from roialign_suite.properties import profiles
@@ -275,7 +286,7 @@ OPTIONS: Tuple[Option, ...] = (
            commands=(TRACK_RECORD,), pytest=False),
     Option("commit", "record the run under this commit (default: the run's commit_info, pytest-benchmark's "
            "git state)", metavar="ID", commands=(TRACK_RECORD,), pytest=False),
-    Option("commit-time", "with --commit: the commit's time, ISO 8601 (it orders the history)", metavar="TIME",
+    Option("commit-time", "with --commit: the commit's time, ISO 8601 (it orders the history)", iso_time, metavar="TIME",
            commands=(TRACK_RECORD,), pytest=False),
     Option("config", "track check's rule (default benchmarks/track.toml)", existing_file, metavar="FILE.toml",
            commands=(TRACK_CHECK, TRACK_PUBLISH), pytest=False),

@@ -150,3 +150,9 @@ def test_record_a_saved_run(tmp_path, capsys):
     (run,) = track.load_runs(store)
     assert (run["commit"], run["machine"]["label"], run["baseline"]) == (commit_id(3), "ci-runner", "torchvision-cpu")
     assert f"recorded {store}" in capsys.readouterr().out
+
+
+def test_commits_are_ordered_by_their_time_whatever_the_offset():
+    runs = [{"commit": "b", "commit_time": "2026-01-01T12:30:00+02:00", "recorded": "2026-01-02T00:00:00+00:00"},
+            {"commit": "a", "commit_time": "2026-01-01T11:00:00+00:00", "recorded": "2026-01-02T00:00:01+00:00"}]
+    assert track.commit_order(runs) == ["b", "a"]  # 10:30 UTC before 11:00 UTC
