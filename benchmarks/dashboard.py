@@ -3,10 +3,11 @@ one inline script, nothing fetched).
 
 Per workload (and size) two graphs over the commits of the whole history (oldest left): the ratio view,
 our time over torchvision's from the same run (lower is better), and the time view, the median in
-milliseconds of every implementation. One line per machine (and implementation): an SVG ``path`` of
+milliseconds of every implementation (logarithmic axis: torchvision and ours differ by up to 20x). One line per machine (and implementation): an SVG ``path`` of
 class ``series`` through each commit's median, a dot per run; a step is a vertical dashed line at its
 commit range (red: a regression that fails the check; orange: a regression the rule lets pass; grey:
-any other step). Then the table of regressions, every step, and the machines' fingerprints.
+any other step); workloads with a failing regression come first. Then the table of regressions, every
+step, and the machines' fingerprints.
 
 The script only measures: once loaded, each series path gets ``data-drawn-length`` (its rendered
 length in pixels, ``getTotalLength()``) and ``body`` gets ``data-series-drawn`` (how many are longer
@@ -15,6 +16,7 @@ than zero), so a browser test can tell a drawn graph from a parsed one.
 from __future__ import annotations
 
 import html
+import math
 import statistics
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
@@ -44,15 +46,22 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _tick(commit: str) -> str:
+    """An x-axis label: 8 hex digits of a git hash; the end of any other id."""
+    return commit[:8] if track.short(commit) != commit else (commit if len(commit) <= 14 else "…" + commit[-13:])
+
+
 def _ticks(low: float, high: float, count: int = 4) -> List[float]:
     return [low + (high - low) * i / count for i in range(count + 1)]
 
 
 def graph(title: str, series: Sequence[track.Series], commits: Sequence[str], findings: Sequence[track.Finding],
-          colour: Mapping[str, str], dash: Mapping[str, str], scale: float, unit: str) -> str:
-    """One SVG: ``series`` (values times ``scale``, in ``unit``) against the commit positions of ``commits``."""
+          colour: Mapping[str, str], dash: Mapping[str, str], scale: float, unit: str, log: bool = False) -> str:
+    """One SVG: ``series`` (values times ``scale``, in ``unit``; a logarithmic axis if ``log``: positive
+    values) against the commit positions of ``commits``."""
     x_of = {c: i for i, c in enumerate(commits)}
-    values = [v * scale for s in series for g in s.groups for v in g]
+    axis = (lambda v: math.log10(v)) if log else (lambda v: v)
+    values = [axis(v * scale) for s in series for g in s.groups for v in g]
     low, high = min(values), max(values)
     pad = (high - low) * 0.08 or abs(high) * 0.05 or 1.0
     low, high = low - pad, high + pad
@@ -62,6 +71,7 @@ def graph(title: str, series: Sequence[track.Series], commits: Sequence[str], fi
         return LEFT + (WIDTH - LEFT - RIGHT) * (i / span_x if len(commits) > 1 else 0.5)
 
     def py(v: float) -> float:
+        """The y pixel of an axis value (already :func:`axis`-transformed)."""
         return TOP + (HEIGHT - TOP - BOTTOM) * (1 - (v - low) / (high - low))
 
     out = [f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -69,7 +79,8 @@ def graph(title: str, series: Sequence[track.Series], commits: Sequence[str], fi
            f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}" fill="#fafafa" stroke="#ccc"/>']
     for v in _ticks(low, high):
         out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#e4e4e4"/>'
-                   f'<text x="{LEFT - 4}" y="{py(v) + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>')
+                   f'<text x="{LEFT - 4}" y="{py(v) + 4:.1f}" font-size="10" text-anchor="end">'
+                   f'{(10 ** v if log else v):.3g}</text>')
     out.append(f'<text x="12" y="{TOP + (HEIGHT - TOP - BOTTOM) / 2:.0f}" font-size="10" text-anchor="middle" '
                f'transform="rotate(-90 12 {TOP + (HEIGHT - TOP - BOTTOM) / 2:.0f})">{_e(unit)}</text>')
     every = max(1, len(commits) // 16)
@@ -77,7 +88,7 @@ def graph(title: str, series: Sequence[track.Series], commits: Sequence[str], fi
         if i % every == 0 or i == len(commits) - 1:
             x, y = px(i), HEIGHT - BOTTOM + 6
             out.append(f'<text x="{x:.1f}" y="{y}" font-size="9" font-family="monospace" text-anchor="end" '
-                       f'transform="rotate(-50 {x:.1f} {y})">{_e(c[:8])}</text>')
+                       f'transform="rotate(-50 {x:.1f} {y})">{_e(_tick(c))}</text>')
     keys = {s.key for s in series}
     for f in findings:
         if f.series.key not in keys:
@@ -88,7 +99,7 @@ def graph(title: str, series: Sequence[track.Series], commits: Sequence[str], fi
                    f'y2="{HEIGHT - BOTTOM}" stroke="{stroke}" stroke-width="1.5" stroke-dasharray="4 3">'
                    f'<title>{_e(track.describe(f))}</title></line>')
     for s in series:
-        medians = [statistics.median(g) * scale for g in s.groups]
+        medians = [axis(statistics.median(g) * scale) for g in s.groups]
         points = [(px(x_of[c]), py(m)) for c, m in zip(s.commits, medians)]
         d = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in points)
         if len(points) == 1:  # a lone commit: a visible tick
@@ -98,8 +109,8 @@ def graph(title: str, series: Sequence[track.Series], commits: Sequence[str], fi
                    f'stroke-width="1.8" stroke-dasharray="{dash[s.implementation]}"><title>{_e(label)}</title></path>')
         for c, g in zip(s.commits, s.groups):
             for v in g:
-                out.append(f'<circle cx="{px(x_of[c]):.1f}" cy="{py(v * scale):.1f}" r="2" fill="{colour[s.machine]}" '
-                           f'opacity="0.55"><title>{_e(c[:12])}: {v * scale:.4g} {_e(unit)}</title></circle>')
+                out.append(f'<circle cx="{px(x_of[c]):.1f}" cy="{py(axis(v * scale)):.1f}" r="2" fill="{colour[s.machine]}" '
+                           f'opacity="0.55"><title>{_e(track.short(c))}: {v * scale:.4g} {_e(unit)}</title></circle>')
     out.append("</svg>")
     return "".join(out)
 
@@ -113,7 +124,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str) -> st
 def _finding_row(f: track.Finding) -> List[str]:
     s, st = f.series, f.step
     verdict = "FAILS the check" if f.fails else (f"regression, passes: {f.note}" if f.regression else "step")
-    return [s.workload, s.size, s.view, s.implementation, s.machine_label, f"{f.last_before[:12]}..{f.first_after[:12]}",
+    return [s.workload, s.size, s.view, s.implementation, s.machine_label, f"{track.short(f.last_before)}..{track.short(f.first_after)}",
             f"{st.change:+.1%}", f"{st.confidence:.1f}", verdict]
 
 
@@ -128,7 +139,9 @@ def page(runs: Sequence[Mapping], series: Sequence[track.Series], findings: Sequ
     implementations = sorted({s.implementation for s in series}, key=lambda n: (n == runs[0]["baseline"], n))
     dash = {n: DASHES[i % len(DASHES)] for i, n in enumerate(implementations)}
     sections = []
-    for workload, size in dict.fromkeys((s.workload, s.size) for s in series):
+    failing_workloads = {(f.series.workload, f.series.size) for f in findings if f.fails}
+    # Workloads with a failing regression first, then in name order.
+    for workload, size in sorted(dict.fromkeys((s.workload, s.size) for s in series), key=lambda k: (k not in failing_workloads, k)):
         mine = [s for s in series if (s.workload, s.size) == (workload, size)]
         ratio = [s for s in mine if s.view == track.RATIO]
         time = [s for s in mine if s.view == track.TIME]
@@ -137,8 +150,8 @@ def page(runs: Sequence[Mapping], series: Sequence[track.Series], findings: Sequ
             graphs.append(f'<figure><figcaption>ratio: our time / {_e(runs[0]["baseline"])} (same run; lower is better)</figcaption>'
                           f'{graph(workload + " ratio", ratio, commits, findings, colour, dash, 1.0, "time ratio")}</figure>')
         if time:
-            graphs.append(f'<figure><figcaption>absolute: median per implementation (ms; lower is better)</figcaption>'
-                          f'{graph(workload + " time", time, commits, findings, colour, dash, 1e3, "ms")}</figure>')
+            graphs.append(f'<figure><figcaption>absolute: median per implementation (ms, logarithmic; lower is better)</figcaption>'
+                          f'{graph(workload + " time", time, commits, findings, colour, dash, 1e3, "ms", log=True)}</figure>')
         sections.append(f'<section class="workload"><h2>{_e(workload)} <small>({_e(size)})</small></h2>{"".join(graphs)}</section>')
     legend = "".join(f'<span class="key"><svg width="26" height="10"><line x1="0" x2="26" y1="5" y2="5" stroke="{colour[m]}" '
                      f'stroke-width="2"/></svg> {_e(info["label"])} <code>{_e(m)}</code></span>' for m, info in machines.items())

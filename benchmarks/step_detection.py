@@ -27,8 +27,8 @@ import statistics
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-# Mean absolute deviation -> standard deviation, for Gaussian noise.
-MAD_TO_SIGMA = math.sqrt(math.pi / 2)
+# Pairs of reruns needed before their spread is trusted as the noise (3 runs of one commit give 3: too few).
+MIN_PAIRS = 6
 
 
 def _asv():
@@ -58,20 +58,20 @@ class Step:
 
 
 # gamma = PENALTY * sigma * ln(runs): 3 gave no step on 300 pure-noise series and found every 15% step
-# under 2% noise with >= 3 runs after it (2: a step in 7 noise series; 4: missed 7 of 200 last-commit
+# under 2% noise with >= 3 runs after it (2: a step in 7 noise series; 4: missed 5 of 200 last-commit
 # steps). The series: benchmarks/README.md, "Step detection".
 PENALTY = 3.0
 
 
 def noise_sigma(groups: Sequence[Sequence[float]]) -> float:
-    """The noise of one run (a standard deviation, the series' unit), robust to steps: the larger of the
-    runs' spread around their commit's median (mean absolute deviation times sqrt(pi/2), when the reruns
-    give at least 3 degrees of freedom) and the spread of successive commits' medians (median absolute
-    difference / (0.6745 sqrt 2)), so noise between commits larger than within them is not missed."""
+    """The noise of one run (a standard deviation, the series' unit): the larger of the spread between
+    reruns of one commit (the mean absolute difference of every pair of runs of a commit, times
+    sqrt(pi)/2, from at least MIN_PAIRS pairs; a mean, so heavy tails count) and the spread of
+    successive commits' medians (median absolute difference / (0.6745 sqrt 2), robust to the steps
+    themselves), so noise between commits larger than within them is not missed."""
+    pairs = [abs(a - b) for g in groups for i, a in enumerate(g) for b in g[i + 1:]]
+    sigma_within = math.sqrt(math.pi) / 2 * sum(pairs) / len(pairs) if len(pairs) >= MIN_PAIRS else 0.0
     medians = [statistics.median(g) for g in groups]
-    within = [abs(v - m) for g, m in zip(groups, medians) if len(g) > 1 for v in g]
-    freedom = sum(len(g) - 1 for g in groups if len(g) > 1)
-    sigma_within = MAD_TO_SIGMA * sum(within) / freedom if freedom >= 3 else 0.0
     differences = [abs(b - a) for a, b in zip(medians, medians[1:])]
     sigma_between = statistics.median(differences) / (0.6745 * math.sqrt(2)) if differences else 0.0
     return max(sigma_within, sigma_between)

@@ -134,10 +134,15 @@ def run_record(run: Mapping, machine: Optional[str] = None, commit: Optional[str
     }
 
 
+def short(commit: str) -> str:
+    """A git hash's first 12 hex digits; any other id (a synthetic point) whole."""
+    return commit[:12] if re.fullmatch(r"[0-9a-f]{40}", commit) else commit
+
+
 def file_name(record: Mapping) -> str:
-    """``MACHINE-COMMIT12-TIME.json``: distinct for distinct (machine, commit, recording time)."""
+    """``MACHINE-COMMIT-TIME.json`` (:func:`short` commit): distinct for distinct (machine, commit, recording time)."""
     stamp = re.sub(r"[^0-9]", "", record["recorded"])[:20]
-    commit = re.sub(r"[^0-9A-Za-z_.-]", "_", record["commit"])[:12]
+    commit = re.sub(r"[^0-9A-Za-z_.-]", "_", short(record["commit"]))
     return f"{record['machine']['id']}-{commit}-{stamp}.json"
 
 
@@ -284,7 +289,7 @@ def describe(f: Finding) -> str:
     level = (lambda v: f"{v:.3f}") if s.view == RATIO else (lambda v: f"{v * 1e3:.3f} ms")
     return (f"{s.workload} ({s.size}) {s.implementation} on {s.machine_label} [{s.machine}], {what}: "
             f"{level(st.level_before)} -> {level(st.level_after)} ({st.change:+.1%}, z={st.confidence:.1f}) "
-            f"since {f.first_after[:12]} (after {f.last_before[:12]})")
+            f"since {short(f.first_after)} (after {short(f.last_before)})")
 
 
 def check(findings: Sequence[Finding]) -> int:
