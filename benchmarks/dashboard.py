@@ -3,8 +3,9 @@ one inline script, nothing fetched).
 
 Per workload (and size) two graphs over the commits of the whole history (oldest left): the ratio view,
 our time over torchvision's from the same run (lower is better), and the time view, the median in
-milliseconds of every implementation (logarithmic axis: torchvision and ours differ by up to 20x). One line per machine (and implementation): an SVG ``path`` of
-class ``series`` through each commit's median, a dot per run; a step is a vertical dashed line at its
+milliseconds of every implementation (logarithmic axis: torchvision and ours differ by up to 20x).
+One line per machine (and implementation): an SVG ``path`` of class ``series`` through each commit's
+median, a dot per run; a step is a vertical dashed line at its
 commit range (red: a regression that fails the check; orange: a regression the rule lets pass; grey:
 any other step); workloads with a failing regression come first. Then the table of regressions, every
 step, and the machines' fingerprints.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 # Pairs of reruns needed before their spread is trusted as the noise (3 runs of one commit give 3: too few).
 MIN_PAIRS = 6

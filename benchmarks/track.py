@@ -388,7 +388,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return action(args)
-    except ValueError as error:  # a bad track.toml
+    except (ValueError, RuntimeError) as error:  # a bad track.toml; asv missing
         print(f"roialign-suite track {argv[0]}: {error}", file=sys.stderr)
         return 2
 
