@@ -10,6 +10,7 @@
     roialign-suite mutate [--only ID]                      # plant each catalogued bug in our code, check the suite catches it
     roialign-suite warm                                    # compile every kernel variant into Numba's on-disk cache
     roialign-suite crossover [--out DIR]                   # time our forward's two paths by RoI count, fit the cost model
+    roialign-suite track record|check|publish [...]        # performance history across commits and machines
 
 A target is ``MODULE:ATTR`` naming a callable with ``torchvision.ops.roi_align``'s
 signature. Every subcommand runs from any working directory and writes there.
@@ -118,8 +119,14 @@ def crossover(argv: Sequence[str]) -> int:
     return job.main(list(argv))
 
 
+def track(argv: Sequence[str]) -> int:
+    from roialign_suite.benchmarks import track as job
+    return job.main(list(argv))
+
+
 COMMANDS = {"check": check, "verify": verify, "ecosystem": ecosystem, "bench": bench, "gate": gate, "report": report, "fuzz": fuzz,
-            "mutate": mutate, "crossover": crossover, "warm": warm}
+            "mutate": mutate, "crossover": crossover, "warm": warm,
+            "track": track}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

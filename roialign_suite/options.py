@@ -109,6 +109,17 @@ def folder(value: str) -> str:
     return value
 
 
+def iso_time(value: str) -> str:
+    """An ISO 8601 time (``2026-12-07T14:38:25+00:00``)."""
+    import datetime
+
+    try:
+        datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time such as 2026-12-07T14:38:25+00:00, got {value!r}") from None
+    return value
+
+
 def profile(value: str) -> str:
     """A profile of ``roialign_suite.properties.profiles``."""
     from roialign_suite.properties import profiles
@@ -183,6 +194,9 @@ CHECK, BENCH, VERIFY, FUZZ, JOBS, ECOSYSTEM = "check", "bench", "verify", "fuzz"
 # Commands with options of their own only (no --roialign- form): gate and report (each job's own parser),
 # and the benchmark scripts.
 GATE, REPORT, CROSSOVER, IPEX_BENCH, GPU_RECORD = "gate", "report", "crossover", "ipex-bench", "gpu-record"
+# roialign-suite track's actions (benchmarks/track.py).
+TRACK_RECORD, TRACK_CHECK, TRACK_PUBLISH = "track-record", "track-check", "track-publish"
+TRACK = (TRACK_RECORD, TRACK_CHECK, TRACK_PUBLISH)
 
 
 @dataclass(frozen=True)
@@ -250,9 +264,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option("report", "write every property x implementation outcome, worst error/bound and minimal example "
            "as JSON", metavar="FILE.json", commands=(CHECK,)),
     Option("summary", "write a Markdown summary of the report", metavar="FILE.md", commands=(CHECK,)),
-    Option("quick", "benchmarks: toy workloads, one round (CI smoke run; gate: checks the pipeline, not the "
-           "thresholds; report and ecosystem --bench: the run is not saved)", flag=True, default=False,
-           commands=(BENCH, GATE, REPORT, ECOSYSTEM)),
+    Option("quick", "benchmarks: toy workloads, one round unless --roialign-bench-min-rounds (CI smoke run; gate: "
+           "checks the pipeline, not the thresholds; report and ecosystem --bench: the run is not saved)", flag=True,
+           default=False, commands=(BENCH, GATE, REPORT, ECOSYSTEM, TRACK_RECORD)),
     Option("workload", "benchmarks: workload(s) to time (repeatable or comma-separated; default all)",
            workload_names, default=[], metavar="NAME", repeatable=True),
     Option("bench-budget", "benchmarks: seconds of timed rounds per case (default 2)", non_negative_number,
@@ -262,14 +276,28 @@ OPTIONS: Tuple[Option, ...] = (
     Option("bench", "time every installed third-party kernel beside ours and torchvision on the box head (P2 and "
            "the FPN pooler, forward and forward+backward) instead of checking them: report and kernels.md under "
            "--out (pytest arguments after --)", flag=True, default=False, commands=(ECOSYSTEM,), pytest=False),
-    Option("run", "run the benchmarks first (gate: the gated workloads; report: every workload, saved under "
-           ".benchmarks/)", flag=True, default=False, commands=(GATE, REPORT), pytest=False),
+    Option("run", "run the benchmarks first (gate, track record: the gated workloads; report: every workload, "
+           "saved under .benchmarks/)", flag=True, default=False, commands=(GATE, REPORT, TRACK_RECORD), pytest=False),
     Option("results", "pytest-benchmark JSON to read (default: the latest run saved under .benchmarks/)",
-           metavar="FILE.json", commands=(GATE, REPORT), pytest=False, type=Path),
+           metavar="FILE.json", commands=(GATE, REPORT, TRACK_RECORD), pytest=False, type=Path),
+    Option("repeat", "track record --run: benchmark runs, each recorded (default 1; a commit needs "
+           "min_runs_after runs of benchmarks/track.toml before its step can fail the check)", positive_integer,
+           default=1, metavar="N", commands=(TRACK_RECORD,), pytest=False),
+    Option("store", "the history folder: one JSON file per run, merged by copying (default roialign-history/ "
+           "here)", folder, metavar="DIR", commands=TRACK, pytest=False),
+    Option("machine", "a label for this machine in the history (default: its CPU and cores)", metavar="NAME",
+           commands=(TRACK_RECORD,), pytest=False),
+    Option("commit", "record the run under this commit (default: the run's commit_info, pytest-benchmark's "
+           "git state)", metavar="ID", commands=(TRACK_RECORD,), pytest=False),
+    Option("commit-time", "with --commit: the commit's time, ISO 8601 (it orders the history)", iso_time, metavar="TIME",
+           commands=(TRACK_RECORD,), pytest=False),
+    Option("config", "track check's rule (default benchmarks/track.toml)", existing_file, metavar="FILE.toml",
+           commands=(TRACK_CHECK, TRACK_PUBLISH), pytest=False),
     Option("out", "the folder written (report, crossover: report/; ecosystem: roialign-ecosystem/, with --bench "
            "roialign-ecosystem/bench/; fuzz: "
-           ".hypothesis/fuzz/TIME; gpu-record: benchmarks/records/DATE-cuda)", metavar="DIR",
-           commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD), pytest=False, type=Path),
+           ".hypothesis/fuzz/TIME; gpu-record: benchmarks/records/DATE-cuda; track publish: report/track)",
+           metavar="DIR", commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD, TRACK_PUBLISH), pytest=False,
+           type=Path),
     Option("rounds", "timed calls per measurement (their median is reported)", positive_integer, metavar="N",
            commands=(CROSSOVER, IPEX_BENCH), pytest=False),
     Option("threads", "torch and Numba threads while timing (default 2)", positive_integer, default=2, metavar="N",

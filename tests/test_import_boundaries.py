@@ -16,7 +16,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # The benchmark modules a benchmark run or a report loads (their pytest plugin, roialign_suite/pytest_plugin/benchmark_parametrization.py, is pytest's).
-BENCHMARK_MODULES = tuple(f"roialign_suite.benchmarks.{m}" for m in ("workloads", "runners", "figures", "accuracy", "maskrcnn", "performance_report", "gate", "ecosystem_bench"))
+BENCHMARK_MODULES = tuple(f"roialign_suite.benchmarks.{m}" for m in (
+    "workloads", "runners", "figures", "accuracy", "maskrcnn", "performance_report", "gate", "ecosystem_bench", "track",
+    "step_detection", "dashboard"))
 IMPLEMENTATION_MODULES = tuple(
     f"roialign_suite.implementations.{m.name}" for m in pkgutil.iter_modules([str(REPO / "implementations")])
 )

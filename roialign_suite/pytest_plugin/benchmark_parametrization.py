@@ -2,8 +2,8 @@
 (workload x implementation), the ``roialign_``-prefixed fixtures, and the end-of-run summary.
 
 Options (declared in :mod:`roialign_suite.options`; besides pytest-benchmark's own ``--benchmark-*``):
-``--roialign-quick`` / ``ROIALIGN_BENCH_QUICK=1`` (toy-size workloads, one round: the CI smoke
-run); ``--roialign-target=MODULE:ATTR`` and ``--roialign-device`` (time a plug-in target too);
+``--roialign-quick`` / ``ROIALIGN_BENCH_QUICK=1`` (toy-size workloads, one round unless
+``--roialign-bench-min-rounds``: the CI smoke run); ``--roialign-target=MODULE:ATTR`` and ``--roialign-device`` (time a plug-in target too);
 ``--roialign-implementation`` / ``--roialign-workload`` (a subset, exact names; targets are
 always kept; a model workload runs only with the implementations it names,
 ``ModelWorkload.implementations``); ``--roialign-bench-budget`` /
@@ -78,10 +78,11 @@ def pytest_generate_tests(metafunc):
 def roialign_timing_plan(request):
     """``(budget_s, min_rounds, max_rounds)`` for each case."""
     config = request.config
-    if is_quick(config):
-        return 0.0, 1, 1
     budget = config.getoption("roialign_bench_budget")
     min_rounds = config.getoption("roialign_bench_min_rounds")
+    if is_quick(config):
+        rounds = 1 if min_rounds is None else min_rounds
+        return 0.0, rounds, rounds
     # One untimed call first, then as many rounds as fit the budget: a slow
     # case (torchvision's backward, seconds per call) gets a single round.
     return (2.0 if budget is None else budget), (1 if min_rounds is None else min_rounds), 15
