@@ -384,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = options.OneLineParser(prog=f"roialign-suite track {argv[0]}", description=__doc__.split("\n")[0])
     options.add_to_argparse(parser, command)
     if command == options.TRACK_RECORD:
-        parser.add_argument("pytest_args", nargs="*", help=options.PYTEST_ARGS_HELP)
+        options.add_pytest_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
         return action(args)
