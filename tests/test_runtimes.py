@@ -15,11 +15,6 @@ from roialign_suite.implementations import registry
 from roialign_suite.implementations import onnx_runtimes as runtimes
 from roialign_suite.properties.replay import load_corpus
 
-try:  # `import openvino` forks a telemetry process: at collection, before any kernel of ours ran in this
-    import openvino  # noqa: F401   process (forked after, a child could hang in TBB: impl/threads.py warns)
-except ImportError:
-    pass
-
 RUNTIME_NAMES = [record.name for record in runtimes.records()]
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "properties" / "corpus" / "known_divergences"
 BOTH_CONVENTIONS = pytest.mark.parametrize("aligned", [False, True], ids=["legacy", "aligned"])
