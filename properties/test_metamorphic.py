@@ -32,13 +32,13 @@ from roialign_suite.properties.checks import (
 from roialign_suite.properties.strategies import DTYPES, INSIDE, NON_INVERTED, RoIAlignCase
 from roialign_suite.properties.tolerances import (
     SUBNORMAL_FLOOR,
-    Arithmetic,
     Oracle,
     assert_within,
     forward_oracle,
     forward_tolerance,
     gamma,
     jump_allowance,
+    moved_samples_error,
     rounding_jumps,
     unit_roundoff,
 )
@@ -60,20 +60,23 @@ def transformed_bound(implementation, case: RoIAlignCase, other: RoIAlignCase, o
     """How far ``roi_align(case)`` and ``align(roi_align(other))`` may differ when ``other``
     is ``case`` transformed (its boxes rounded to the dtype).
 
-    Each call is within its differential bound of the definition (plus, for float32
-    coordinates, its jump allowance). The transformed boxes are rounded, which moves
-    samples like float32/float64 coordinate rounding (the Lipschitz term, with the
-    dtype's roundoff); where that can push a sample across a discontinuity
-    (``rounding_jumps``), the definition itself may jump between the two cases, by
-    exactly what the reference says: only those bins get that difference as allowance.
+    By the triangle inequality through the definition: each call is within its
+    differential bound of the definition on its own case (its arithmetic: coordinates,
+    sums, output; plus, for float32 coordinates, its jump allowance), and the two
+    cases' definitions differ by how far the transformed boxes, rounded to the dtype,
+    move the samples (the Lipschitz term at the dtype's roundoff, on both cases);
+    where that can push a sample across a discontinuity (``rounding_jumps``), the
+    definition itself may jump between the two cases, by exactly what the reference
+    says: only those bins get that difference as allowance.
     """
     dtype = DTYPES[case.dtype]
     arith = implementation.arithmetic(dtype)
-    rounded = Arithmetic(coordinates=dtype, accumulation=arith.accumulation, output=dtype)
+    u = unit_roundoff(dtype)
     mine, theirs = forward_oracle(case), forward_oracle(other, other_features)
     bound = (
-        forward_tolerance(case, mine, rounded) + jump_allowance(case, arith)
-        + align(forward_tolerance(other, theirs, rounded, other_features) + jump_allowance(other, arith, other_features))
+        forward_tolerance(case, mine, arith) + jump_allowance(case, arith) + moved_samples_error(case, u)
+        + align(forward_tolerance(other, theirs, arith, other_features) + jump_allowance(other, arith, other_features)
+                + moved_samples_error(other, u, other_features))
     )
     near = (rounding_jumps(case, dtype) > 0) | align(rounding_jumps(other, dtype, other_features) > 0)
     definition_jump = torch.where(near, (mine.value - align(theirs.value)).abs(), torch.zeros_like(mine.value))

@@ -162,6 +162,13 @@ def forward_sum_error(case, oracle: Oracle, arith: Arithmetic, features: Optiona
     return summation + coordinates
 
 
+def moved_samples_error(case, u: float, features: Optional[Tensor] = None) -> Tensor:
+    """Per RoI (``[K, 1, 1, 1]``), how far the output may move when every sample coordinate moves by
+    :func:`coordinate_error` at roundoff ``u`` (the Lipschitz term of :func:`forward_sum_error`; the
+    map's bilinear interpolant changes by at most ``4 max|f|`` per pixel moved)."""
+    return 4 * _max_abs(case, features) * coordinate_error(case, u).reshape(-1, 1, 1, 1)
+
+
 def forward_tolerance(case, oracle: Oracle, arith: Arithmetic, features: Optional[Tensor] = None) -> Tensor:
     """Per output element, the most an implementation with ``arith`` may differ from the oracle
     (jumps at discontinuities excluded: see :func:`jump_allowance`). ``features`` replace the case's."""
