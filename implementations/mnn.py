@@ -30,9 +30,14 @@ What the adapter converts, and nothing more (the kernel's arithmetic is its own)
 - backward: :class:`_MNNRoIAlign` calls MNN's own backward, the same op with
   ``output_grad=True`` and the upstream gradient (NC4HW4) as ``backward_diff``;
   it returns ``d input`` ``[N, C, H, W]`` float32. Boxes get no gradient.
-- refusals: where MNN's executor fails (``Var.read`` raises; seen for K = 0 and
-  for H = 0 or W = 0) the adapter raises ``RuntimeError`` saying MNN refused
-  the call; it does not compute the empty or zero result itself.
+- refusals: where MNN's executor fails (``Var.read`` raises; seen for H = 0 or
+  W = 0) the adapter raises ``RuntimeError`` saying MNN refused the call; it does
+  not compute the zero result itself. K = 0 (no RoI: MNN's executor fails the
+  same way, ``docs/findings/mnn_no_boxes_refused.py``) is the one exception: the
+  empty ``[0, C, h, w]`` output (zero gradient) is returned without calling MNN,
+  as the MXNet adapter does, so that the properties' cases without boxes check
+  the other kernels' calls instead of failing on this refusal each time;
+  ``tests/test_mnn_adapter.py`` checks that MNN itself still refuses it.
 
 MNN computes sample coordinates in float32 (``roi * spatial_scale + offset``,
 ``spatial_scale`` held as a float32 attribute) and sums the four bilinear taps
@@ -105,10 +110,15 @@ class _MNNRoIAlign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input: Tensor, features, rois, pooled, spatial_scale, sampling_ratio, aligned):
         ctx.call = (features, rois, pooled, spatial_scale, sampling_ratio, aligned)
+        ctx.input_shape = input.shape
+        if rois.shape[0] == 0:  # K = 0: nothing to pool (MNN's executor refuses it: module docstring)
+            return input.new_zeros((0, input.shape[1]) + tuple(pooled))
         return torch.from_numpy(_call(features, rois, pooled, spatial_scale, sampling_ratio, aligned))
 
     @staticmethod
     def backward(ctx, grad_output):
+        if grad_output.shape[0] == 0:  # K = 0: no sample, a zero gradient
+            return (torch.zeros(ctx.input_shape, dtype=torch.float32),) + (None,) * 6
         grad = np.ascontiguousarray(grad_output.detach().to(torch.float32).numpy())
         grad_input = torch.from_numpy(_call(*ctx.call, grad_output=grad))
         return (grad_input,) + (None,) * 6

@@ -180,6 +180,21 @@ def require_differentiable(implementation) -> None:
         pytest.skip(f"{implementation.name} is forward-only (differentiable=False)")
 
 
+def require_float64(implementation, why: str) -> None:
+    """Skip a property that needs float64 (``why``) on an implementation whose record does not take it."""
+    if torch.float64 not in implementation.dtypes:
+        pytest.skip(f"{implementation.name} does not take float64 (its record's dtypes); {why}")
+
+
+# The dtypes of the properties whose bounds are derived for full precision only.
+FULL_PRECISION = ("float64", "float32")
+
+
+def in_full_precision(implementation, case: RoIAlignCase) -> RoIAlignCase:
+    """A fixed ``case`` in the most precise full-precision dtype the implementation takes."""
+    return case.replace(dtype=taken_dtype_names(implementation, FULL_PRECISION)[0])
+
+
 def check_adjoint_identity(implementation, case: RoIAlignCase, grad_seed: int) -> None:
     """``<roi_align(x), g> == <x, roi_align_backward(g)>`` (float64)."""
     case = case_for(implementation, case)

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from roialign_suite.implementations import registry
 from roialign_suite.properties.checks import (
+    FULL_PRECISION,
+    in_full_precision,
     require_differentiable,
     cases_for,
     check_agrees_with,
@@ -24,7 +26,7 @@ from roialign_suite.properties.checks import (
     outside_divergences,
     taken_dtype_names,
 )
-from roialign_suite.properties.strategies import ALL_KINDS, RoIAlignCase, roi_align_cases
+from roialign_suite.properties.strategies import ALL_KINDS, RoIAlignCase
 
 # A sample exactly on y == H (5): it still counts, clamped to the last row.
 EDGE_SAMPLE_Y_EQUALS_H = RoIAlignCase(shape=(1, 1, 5, 5), boxes=((0, 1.0, 4.0, 3.0, 6.0),), output_size=(1, 1),
@@ -37,6 +39,7 @@ BASELINE = registry.the_one("baseline")  # torchvision's CPU kernel
 
 @pytest.mark.parametrize("case", [EDGE_SAMPLE_Y_EQUALS_H, EDGE_SAMPLE_X_EQUALS_MINUS_1], ids=["y=H", "x=-1"])
 def test_edge_samples_match_reference(implementation, case):
+    case = in_full_precision(implementation, case)
     check_forward_matches_reference(implementation, case)
     if implementation.differentiable:
         check_backward_matches_reference(implementation, case)
@@ -83,7 +86,7 @@ def test_matches_reference_outside_recorded_divergences(implementation, kind, da
     box kind at a time (as in test_edge_cases.py), so none is crowded out."""
     if not any(not d.excluded for d in implementation.divergences):
         pytest.skip(f"{implementation.name} records no divergence the properties above show")
-    case = data.draw(roi_align_cases(kinds=(kind,), min_boxes=1), label="case")
+    case = data.draw(cases_for(implementation, FULL_PRECISION, kinds=(kind,), min_boxes=1), label="case")
     assume(not implementation.diverges_on(case))
     case = outside_divergences(implementation, case)
     check_forward_matches_reference(implementation, case)

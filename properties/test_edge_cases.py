@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from roialign_suite.properties.strategies import DTYPES, RoIAlignCase, boxes_with_negative_grid, note_reproduction, roi_align_cases
 from roialign_suite.properties.checks import (
+    FULL_PRECISION,
     cases_for,
     check_backward_matches_reference,
     check_forward_matches_reference,
     taken_dtype_names,
 )
 
-FULL_PRECISION = ("float64", "float32")
 EDGE_KINDS = ["outside", "huge", "degenerate", "inverted", "tiny", "border", "boundary_sample", "band",
               "level_threshold"]
 

@@ -21,6 +21,7 @@ from roialign_suite.properties.checks import (
     input_gradient,
     overlapping,
     require_differentiable,
+    require_float64,
 )
 from roialign_suite.properties.tolerances import SUBNORMAL_FLOOR, gamma, unit_roundoff
 from roialign_suite.implementations import registry
@@ -35,6 +36,7 @@ def test_adjoint_identity(implementation, case, grad_seed):
     precision the identity checks two roundings of it, not the transpose (the backward
     against the reference, in every dtype, does that)."""
     require_differentiable(implementation)
+    require_float64(implementation, "the identity is checked in float64 only")
     check_adjoint_identity(implementation, case, grad_seed)
 
 
@@ -54,6 +56,7 @@ def test_gradcheck(implementation, case):
     """torch.autograd.gradcheck: the backward matches finite differences (float64 only:
     finite differences need its precision)."""
     require_differentiable(implementation)
+    require_float64(implementation, "finite differences need its precision")
     case = case_for(implementation, case)
     rois = case.rois()
     features = case.features().requires_grad_(True)

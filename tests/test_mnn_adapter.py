@@ -115,10 +115,19 @@ def test_other_dtypes_are_refused():
         mnn.roi_align(ramp().double(), torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]], dtype=torch.float64), 2)
 
 
-def test_no_boxes_is_mnns_refusal():
-    """MNN's executor fails on K = 0 (torchvision returns [0, C, h, w]); the adapter says so."""
+def test_no_boxes_is_mnns_refusal_and_the_adapter_returns_the_empty_result():
+    """MNN's executor fails on K = 0 (torchvision returns [0, C, h, w]): called directly it still
+    does; the adapter returns the empty output and a zero gradient without calling it."""
+    import numpy as np
+
+    features = ramp()
     with pytest.raises(RuntimeError, match="MNN refused to compute roi_align's forward"):
-        mnn.roi_align(ramp(), torch.zeros(0, 5), 2)
+        mnn._call(np.ascontiguousarray(features.numpy()), np.zeros((0, 5), np.float32), (2, 2), 1.0, 2, False)
+    x = features.clone().requires_grad_(True)
+    out = mnn.roi_align(x, torch.zeros(0, 5), 2)
+    assert out.shape == (0, x.shape[1], 2, 2) and out.dtype == torch.float32
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.shape == x.shape and not bool(grad.any())
 
 
 def test_record_describes_the_kernel():
