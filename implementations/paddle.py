@@ -121,6 +121,11 @@ class _PaddleRoIAlign(torch.autograd.Function):
         return (grad_input,) + (None,) * 7
 
 
+# torch.compile must not trace into the Paddle call: inside a compiled region Dynamo traces
+# `Tensor.numpy()` as its own array type, which Paddle then takes for a CUDA array and refuses
+# (found by test_compiled_matches_eager once it compiled the kernel in its worker). Opaque, the
+# call runs eagerly between the graphs, as any foreign runtime's must.
+@torch.compiler.disable
 def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
               aligned: bool = False) -> Tensor:
     """``torchvision.ops.roi_align`` computed by PaddlePaddle's CPU kernel (see the module docstring).

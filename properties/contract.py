@@ -170,10 +170,17 @@ def compile_dtypes(implementation) -> List[torch.dtype]:
 
 
 def compiled(implementation, dtype: torch.dtype, aligned: bool, adaptive: bool) -> Callable:
-    """``torch.compile(implementation's native call, dynamic=True)`` (Inductor), cached per key."""
+    """``torch.compile`` (Inductor, ``dynamic=True``) of a function that calls the implementation's native
+    call, as a model's forward calls it (a kernel marked ``torch.compiler.disable`` then runs eagerly
+    between graphs; compiled directly, torch 2.14 traces into it anyway), cached per key."""
     key = (implementation.name, dtype, aligned, adaptive)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(implementation.timed_call, dynamic=True)
+        target = implementation.timed_call
+
+        def model_forward(*args):
+            return target(*args)
+
+        _COMPILED[key] = torch.compile(model_forward, dynamic=True)
     return _COMPILED[key]
 
 

@@ -287,12 +287,12 @@ def test_a_kernel_that_crashes_or_hangs_on_ordinary_examples_gets_a_complete_rep
     feature pixels, one hangs on sampling_ratio 3. The run completes; the JSON report and the
     summary name, for each, the property, the minimal input and the signal or the timeout; each
     finding is in the corpus folder."""
-    planted_targets = {"segfaulting_roi_align": "crashed with SIGSEGV", "hanging_roi_align": "hung (killed after 3 s)"}
+    planted_targets = {"segfaulting_roi_align": "crashed with SIGSEGV", "hanging_roi_align": "hung (killed after 2 s)"}
     properties = paths.package_dir("properties")
     report, summary = tmp_path / "report.json", tmp_path / "summary.md"
     command = paths.pytest_command(
         [properties / "test_differential.py"], "-q", "-p", "no:cacheprovider", "-k", "test_forward_matches_reference",
-        f"--roialign-corpus={tmp_path / 'corpus'}", "--roialign-call-timeout=3", "--roialign-max-examples=20",
+        f"--roialign-corpus={tmp_path / 'corpus'}", "--roialign-call-timeout=2", "--roialign-max-examples=20",
         f"--roialign-report={report}", f"--roialign-summary={summary}",
         *[f"--roialign-target=roialign_suite.properties.fuzz.planted:{name}" for name in planted_targets])
     run = subprocess.run(command, cwd=tmp_path, env=paths.child_environment(dict(os.environ, CI="true")),
@@ -306,7 +306,7 @@ def test_a_kernel_that_crashes_or_hangs_on_ordinary_examples_gets_a_complete_rep
         assert death in failure and "in its forward on features [" in failure and "boxes [" in failure, failure
         assert death in summary.read_text()
         (entry,) = [e for e in written.values() if e["found_by"]["implementation"].endswith(name)]
-        assert entry.get("observed_crash") == {"signal": "SIGSEGV"} or entry.get("observed_timeout_s") == 3.0
+        assert entry.get("observed_crash") == {"signal": "SIGSEGV"} or entry.get("observed_timeout_s") == 2.0
 
 
 def test_a_gradient_without_elements_keeps_the_layout_contract_whatever_its_strides():
