@@ -82,7 +82,7 @@ def test_gradient_mass_equals_grad_output_mass(implementation, data, grad_seed):
                                               label="case"))
     g = grad_output_for(case, grad_seed)
     grad = input_gradient(implementation, case, g).double()
-    index = torch.tensor([b[0] for b in case.boxes])
+    index = torch.tensor([b[0] for b in case.boxes], dtype=torch.int64)  # int64 even with no box left
     expected = torch.zeros(case.shape[:2], dtype=torch.float64).index_add_(0, index, g.double().sum(dim=(2, 3)))
     # Accumulating every tap (in the sum dtype of the record: the halves' float32), each
     # pixel then rounded to the output dtype (u_out |pixel| + eta_out; the pixels' |values|
