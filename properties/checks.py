@@ -13,6 +13,7 @@ import torch
 
 from roialign_suite.properties.discrepancy import target_discrepancy
 from roialign_suite.properties.strategies import (
+    FULL_PRECISION,
     ALL_DTYPE_NAMES,
     DTYPES,
     RoIAlignCase,
@@ -184,10 +185,6 @@ def require_float64(implementation, why: str) -> None:
     """Skip a property that needs float64 (``why``) on an implementation whose record does not take it."""
     if torch.float64 not in implementation.dtypes:
         pytest.skip(f"{implementation.name} does not take float64 (its record's dtypes); {why}")
-
-
-# The dtypes of the properties whose bounds are derived for full precision only.
-FULL_PRECISION = ("float64", "float32")
 
 
 def in_full_precision(implementation, case: RoIAlignCase) -> RoIAlignCase:

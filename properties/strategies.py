@@ -40,10 +40,14 @@ POWER_OF_TWO_SCALES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 2.0)
 SAMPLE_BUDGET = 2500
 MAX_BOXES = 6
 
+# The full-precision dtypes: the default of every case strategy, and of the properties whose bounds
+# are derived for full precision only.
+FULL_PRECISION = ("float64", "float32")
+
 
 def _exact(value: float, dtype: str) -> float:
     """``value`` rounded to ``dtype`` (so the repr shows the number really used; a half may overflow to inf)."""
-    if dtype in ("float64", "float32"):
+    if dtype in FULL_PRECISION:
         return float(np.float32(value)) if dtype == "float32" else float(value)
     return torch.tensor(value, dtype=DTYPES[dtype]).item()  # as :meth:`RoIAlignCase.rois` converts
 
@@ -231,7 +235,7 @@ def conventions():
     return st.booleans()
 
 
-def dtypes(names: Sequence[str] = ("float64", "float32")):
+def dtypes(names: Sequence[str] = FULL_PRECISION):
     return st.sampled_from(list(names))
 
 
@@ -473,7 +477,7 @@ def box_lists(draw, shape, spatial_scale, pooled, sampling_ratio, aligned, dtype
 @st.composite
 def roi_align_cases(
     draw,
-    dtype_names: Sequence[str] = ("float64", "float32"),
+    dtype_names: Sequence[str] = FULL_PRECISION,
     kinds: Sequence[str] = ALL_KINDS,
     min_images: int = 1,
     min_boxes: int = 0,
@@ -619,7 +623,7 @@ ZERO_SIZES = ("N", "C", "H", "W", "K")
 
 
 @st.composite
-def zero_size_cases(draw, dtype_names: Sequence[str] = ("float64", "float32")):
+def zero_size_cases(draw, dtype_names: Sequence[str] = FULL_PRECISION):
     """A :class:`RoIAlignCase` in which at least one of N, C, H, W and the box count K is 0,
     alone or together (N = 0 admits no box, so it brings K = 0). Boxes of every kind are
     drawn as for a map of ``max(H, 1) x max(W, 1)`` (the kinds need a pixel to place them
@@ -655,7 +659,7 @@ def with_dtype(case: RoIAlignCase, dtype: torch.dtype) -> RoIAlignCase:
     return case.replace(dtype=name) if name in DTYPES else case
 
 
-def compile_cases(dtype_names: Sequence[str] = ("float64", "float32")):
+def compile_cases(dtype_names: Sequence[str] = FULL_PRECISION):
     """Cases for comparing ``torch.compile(target)`` with the target: every size (N, C, H, W,
     K, output) at least 2, since dynamo specializes sizes 0 and 1 (each would be a graph of
     its own); fixed grids of 2 or 3 (1 is specialized) or the adaptive 0."""

@@ -60,7 +60,7 @@ def test_one_by_one_map_behaves_like_the_reference(implementation, data):
         check_backward_matches_reference(implementation, case, grad_seed=case.seed)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", FULL_PRECISION)
 @pytest.mark.parametrize("as_list", [False, True], ids=["tensor", "list"])
 def test_no_boxes(implementation, dtype, as_list):
     """K = 0 gives a ``[0, C, h, w]`` output and (if differentiable) a zero gradient."""

@@ -21,6 +21,7 @@ from roialign_suite.impl.cost_model import PATHS, forward_path
 from roialign_suite.impl.extractors import FPN2MLPFeatureExtractor
 from roialign_suite.impl.levels import DIALECTS
 from roialign_suite.impl.pooler import Pooler
+from roialign_suite.properties.strategies import FULL_PRECISION
 from roialign_suite.properties.tolerances import gamma, unit_roundoff
 from roialign_suite.reference import levels as ref_levels
 from roialign_suite.implementations.torchvision import TorchvisionPooler
@@ -98,7 +99,7 @@ def loose_boxes(draw, image):
 
 
 @st.composite
-def pooler_cases(draw, inside=False, dtypes=("float64", "float32"), dialects=tuple(sorted(DIALECTS)),
+def pooler_cases(draw, inside=False, dtypes=FULL_PRECISION, dialects=tuple(sorted(DIALECTS)),
                  aligned=(False, True), sampling_ratios=(0, 1, 2), image_sides=(8, 48)):
     image = (draw(st.integers(*image_sides)), draw(st.integers(*image_sides)))
     num_images = draw(st.integers(1, 3))
@@ -238,7 +239,7 @@ def test_per_level_path_equals_the_one_pass_pooler(case, data):
     assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
-@given(case=pooler_cases(dtypes=("float64", "float32")), grad_seed=st.integers(0, 2**16))
+@given(case=pooler_cases(dtypes=FULL_PRECISION), grad_seed=st.integers(0, 2**16))
 def test_gradient_of_each_level_equals_roi_align_gradient_of_its_boxes(case, grad_seed):
     # The pooler pools all levels in one kernel pass; each level's gradient must be, bit for bit,
     # what one roi_align call on that level's boxes gives: the same taps summed in the same order.
@@ -296,7 +297,7 @@ def _max_samples_per_bin(case: PoolerCase) -> int:
     return math.ceil(side / case.output_size) ** 2
 
 
-@given(case=pooler_cases(dtypes=("float64", "float32"), image_sides=(8, 96)))
+@given(case=pooler_cases(dtypes=FULL_PRECISION, image_sides=(8, 96)))
 def test_pooler_paths_agree_bitwise(case):
     """The pooler gives the same bits whichever forward path each level takes: the cost model's mix
     (``auto``), every level gathered from NCHW, or every level converted to channels-last."""
