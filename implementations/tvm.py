@@ -123,7 +123,6 @@ class TVMRoIAlign:
 
     def __init__(self, name: str, compile_fn: Callable[[ConfigKey], Callable], shift_in_adapter: bool):
         self.__name__ = name
-        self._compile = compile_fn
         self._shift_in_adapter = shift_in_adapter
         self.compiled = PerConfiguration(compile_fn)
 
