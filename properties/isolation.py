@@ -26,7 +26,9 @@ machine's memory (a kernel allocating without bound dies alone).
 
 Which calls: :func:`isolates` reads the run's choice (``--roialign-isolate``:
 ``third-party``, the default: every kernel but ours; ``all``; ``none``).
-Our kernel must never crash and runs in-process by default.
+Our kernel must never crash and runs in-process by default. A property on an
+isolated kernel runs without Hypothesis's explain phase (each of its re-runs of a
+hanging example would wait the whole timeout: ``pytest_plugin/property_parametrization.py``).
 """
 from __future__ import annotations
 
@@ -393,7 +395,7 @@ def isolates(implementation) -> bool:
 
 def is_isolated(implementation) -> bool:
     """Whether ``implementation`` is a record made by :func:`isolated`."""
-    return isinstance(implementation.roi_align, IsolatedRoIAlign)
+    return isinstance(getattr(implementation, "roi_align", None), IsolatedRoIAlign)
 
 
 # --- isolated implementation records ----------------------------------------------------------

@@ -329,3 +329,14 @@ def test_opcheck_runs_every_check_on_a_map_torch_itself_cannot_clone():
     case = RoIAlignCase(shape=(0, 0, 4, 8), boxes=(), output_size=(1, 1))
     for name in ("numba", "torchvision-cpu"):
         contract.check_opcheck(registry.by_name()[name], case, torch.float16)
+
+
+def test_a_kernel_in_a_worker_is_checked_without_the_explain_phase():
+    """Each explain-phase re-run of a hanging example waits the whole call timeout: the phase is
+    dropped for isolated kernels, every other phase kept."""
+    from hypothesis import Phase, settings
+
+    from roialign_suite.pytest_plugin.property_parametrization import _without_explain_phase
+
+    everything = settings(phases=list(Phase))
+    assert set(_without_explain_phase(everything).phases) == set(Phase) - {Phase.explain}

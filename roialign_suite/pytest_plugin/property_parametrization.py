@@ -89,8 +89,38 @@ def pytest_report_header(config):
             f"kernels' threading layer: {threads.describe()}"]
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(hookwrapper=True, trylast=True)
 def pytest_runtest_call(item):
+    """Around a suite test's call, inside Hypothesis's own wrapper: the digest fixed
+    (:func:`_same_digest_however_invoked`), and a kernel in a worker checked without the
+    explain phase (:func:`_without_explain_phase`)."""
+    _same_digest_however_invoked(item)
+    test = getattr(item, "obj", None)
+    current = getattr(test, "_hypothesis_internal_use_settings", None)
+    implementation = getattr(getattr(item, "callspec", None), "params", {}).get("implementation")
+    if current is not None and implementation is not None and isolation.is_isolated(implementation):
+        test._hypothesis_internal_use_settings = _without_explain_phase(current)
+    try:
+        yield
+    finally:
+        if current is not None:
+            test._hypothesis_internal_use_settings = current
+
+
+def _without_explain_phase(current: settings) -> settings:
+    """``current`` without Hypothesis's explain phase, for a kernel in a worker.
+
+    That phase re-runs the minimal failing example a hundred times and more with parts
+    varied, to comment on which parts do not matter. When the failure is a hang, each
+    re-run waits the full call timeout (measured on a planted hanging kernel at a 0.5 s
+    timeout: 88 s of the test's 100 s; at 2 s, Hypothesis's own 300 s cap). The minimal
+    example and its reproduction are unchanged. Hypothesis reads a test's settings when the
+    test is called: :func:`pytest_runtest_call` swaps them for the call and puts them back.
+    """
+    return settings(current, phases=[phase for phase in current.phases if phase.name != "explain"])
+
+
+def _same_digest_however_invoked(item) -> None:
     """The same derandomized examples however pytest is invoked.
 
     Hypothesis's pytest plugin adds the node id of a test with a ``parametrize`` marker (the
@@ -111,4 +141,5 @@ def pytest_runtest_call(item):
         if module is not None and is_suite_module(module, package):
             inner._hypothesis_internal_add_digest = f"{package}/{item_test_id(item)}".encode()
             return
+
 
