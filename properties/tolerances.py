@@ -304,5 +304,5 @@ def assert_within(actual: Tensor, expected: Tensor, tolerance: Tensor, what: str
     raise AssertionError(
         f"{what} differs at {index}: got {float(actual[index])!r}, expected {float(expected[index])!r}, "
         f"error {float(error[index]):.3g} > bound {float(bound[index]):.3g} "
-        f"({int((excess > 0).sum())} of {excess.numel()} elements out of bound)"
+        f"({int((~(excess <= 0)).sum())} of {excess.numel()} elements out of bound)"  # NaN counts
     )
