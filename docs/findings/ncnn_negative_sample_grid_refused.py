@@ -4,6 +4,10 @@ x1 > x2 with half-pixel coordinates: the adaptive grid along x is ceil((x2 - x1)
 along y 1. torchvision's C++ ROIAlign / detectron2 (which version=1 follows) and ONNX's reference
 take no sample there and output 0; ncnn's layer throws std::length_error instead (raised by the
 Python binding as ValueError: cannot create std::vector larger than max_size()).
+The same refusal meets a box inverted along y with zero width along x (x1 = x2), where the
+definition's grid is (-1, 0): ncnn's float32 box ends can come out one ulp apart (here
+36.5714302 * 7/256 = 1.0000000447), the width's grid is then 1, and the layer raises (the
+second call below; found by a fuzz campaign).
 Found with ncnn 1.0.20261020 (PyPI, x86-64 Linux). Needs: ncnn, numpy.
 """
 import ncnn
@@ -24,6 +28,20 @@ ex = net.create_extractor()
 ex.input("image", ncnn.Mat(image))
 ex.input("roi", ncnn.Mat(roi))
 print("expected (torchvision / detectron2 semantics): zeros of shape (1, 2, 2)")
+try:
+    status, out = ex.extract("pooled")
+    print("got: status", status, np.array(out))
+except Exception as e:  # observed: ValueError: cannot create std::vector larger than max_size()
+    print(f"got: {type(e).__name__}: {e}")
+
+zero_width = PARAM.replace("2=1.0", "2=0.02734375").replace("0=2 1=2", "0=1 1=1")
+net = ncnn.Net()
+net.opt.use_vulkan_compute = False
+net.load_param_mem(zero_width)
+ex = net.create_extractor()
+ex.input("image", ncnn.Mat(np.ones((1, 1, 1), dtype=np.float32)))
+ex.input("roi", ncnn.Mat(np.array([36.57143020629883, 36.57143020629883, 36.57143020629883, 0.0], dtype=np.float32)))
+print("expected: zeros of shape (1, 1, 1)")
 try:
     status, out = ex.extract("pooled")
     print("got: status", status, np.array(out))
