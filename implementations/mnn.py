@@ -145,7 +145,9 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float 
 
 
 def _empty_adaptive_grid(case, geometry) -> bool:
-    return geometry.grid_h * geometry.grid_w == 0
+    from roialign_suite.implementations.records import adaptive_grid_may_round_empty
+
+    return geometry.grid_h * geometry.grid_w == 0 or adaptive_grid_may_round_empty(case, geometry, torch.float32)
 
 
 def _inverted_both_axes_adaptive_grid(case, geometry) -> bool:

@@ -95,6 +95,25 @@ def on_empty_map(case, geometry) -> bool:
     return case.shape[2] == 0 or case.shape[3] == 0
 
 
+# How many of the coordinates' roundings a box's extent can carry (its two ends, each scaled and shifted).
+EXTENT_ROUNDINGS = 4
+
+
+def adaptive_grid_may_round_empty(case, geometry, coordinates: torch.dtype) -> bool:
+    """An adaptive grid axis of 1 that a kernel computing box coordinates in ``coordinates`` may
+    make 0: the extent (feature pixels) is within that rounding of 0, so the box's two ends can
+    round to one value (seen: OpenVINO, float32, a box 7e-7 feature pixels tall at y = 9.2 gave
+    NaN, its empty-grid divergence, where the float64 grid is 1)."""
+    if case.sampling_ratio > 0 or coordinates == torch.float64:
+        return False
+    eps = torch.finfo(coordinates).eps
+    for start, extent, grid in ((geometry.start_h, geometry.roi_h, geometry.grid_h),
+                                (geometry.start_w, geometry.roi_w, geometry.grid_w)):
+        if grid == 1 and extent <= EXTENT_ROUNDINGS * eps * (abs(start) + abs(extent) + 1.0):
+            return True
+    return False
+
+
 RUNTIME_EMPTY_MAP_UNINITIALISED = Divergence(
     "empty-map-uninitialised",
     "a box on a map with H = 0 or W = 0: the definition gives zeros; ONNX Runtime's and OpenVINO's CPU RoiAlign "

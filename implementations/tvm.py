@@ -155,8 +155,12 @@ roi_align = roi_align_topi
 
 
 def _empty_grid(case, geometry) -> bool:
-    # Inverted along both axes the product is positive, yet neither loop runs.
-    return geometry.grid_h <= 0 or geometry.grid_w <= 0
+    from roialign_suite.implementations.records import adaptive_grid_may_round_empty
+
+    # Inverted along both axes the product is positive, yet neither loop runs. TVM computes
+    # coordinates in the input's dtype.
+    return (geometry.grid_h <= 0 or geometry.grid_w <= 0
+            or adaptive_grid_may_round_empty(case, geometry, getattr(torch, case.dtype)))
 
 
 def _aligned_adaptive(case) -> bool:

@@ -61,3 +61,22 @@ def test_target_names_round_trip(spec, device):
 def test_a_builtin_name_is_not_parsed_as_a_target():
     with pytest.raises(ValueError, match="does not name a target"):
         naming.parse_target("numba")
+
+
+def test_a_box_within_float32_rounding_of_zero_height_may_have_an_empty_grid():
+    """OpenVINO gave NaN (its empty-grid divergence) on a box 7e-7 feature pixels tall at y = 9.2,
+    whose float64 grid is 1 (a fuzz campaign): float32 coordinates may round its two ends to one."""
+    import torch
+
+    from roialign_suite.implementations.records import adaptive_grid_may_round_empty
+    from roialign_suite.properties.strategies import RoIAlignCase
+
+    tiny = RoIAlignCase(shape=(1, 1, 10, 1), boxes=((0, 0.0, 26.261260986328125, 0.16942748427391052, 26.261262893676758),),
+                        output_size=(1, 1), spatial_scale=0.3688893779260501, sampling_ratio=0, aligned=True)
+    (geometry,) = tiny.geometries()
+    assert geometry.grid_h == 1 and adaptive_grid_may_round_empty(tiny, geometry, torch.float32)
+    assert not adaptive_grid_may_round_empty(tiny, geometry, torch.float64)
+    assert not adaptive_grid_may_round_empty(tiny.replace(sampling_ratio=2), geometry, torch.float32)
+    ordinary = tiny.replace(boxes=((0, 0.0, 26.0, 0.2, 27.0),))
+    assert not adaptive_grid_may_round_empty(ordinary, ordinary.geometries()[0], torch.float32)
+    assert registry.by_name()["openvino"].divergent_boxes(tiny) == [0]
