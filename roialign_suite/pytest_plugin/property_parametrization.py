@@ -141,5 +141,3 @@ def _same_digest_however_invoked(item) -> None:
         if module is not None and is_suite_module(module, package):
             inner._hypothesis_internal_add_digest = f"{package}/{item_test_id(item)}".encode()
             return
-
-
