@@ -117,8 +117,11 @@ def test_a_broken_kernel_fails_with_its_minimal_example(installed, user_project)
     """A kernel that ignores ``aligned`` fails; the report names the property and gives the minimal
     example as code that reproduces the failure."""
     python, _, env = installed
+    # 150 examples, not the dev profile's 40: Hypothesis's draws are correlated within a run, and
+    # 1 run of 40 examples in about 40 drew no aligned box on a non-empty map (seen with
+    # --hypothesis-seed=4711); of 60 runs of 150 examples, the fewest such draws were 22.
     done, report = check(python, env, user_project, "--roialign-target=broken_kernel:roi_align",
-                         "-k", "test_forward_matches_reference")
+                         "--roialign-max-examples=150", "-k", "test_forward_matches_reference and not outside")
     assert done.returncode == 1, done.stdout[-3000:]
     failure = failures(report)["test_forward_matches_reference"]
     (example,) = failure["examples"][:1]
