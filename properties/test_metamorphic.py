@@ -158,8 +158,8 @@ def test_linear_ramp_gives_the_bin_centres(implementation, data):
         # A kernel whose record sums a bin in half precision overflows to inf once the bin's sum
         # passes the dtype's largest value (torchvision CPU and IPEX in float16, finding I3:
         # docs/findings/ipex_float16_sum_overflow.py); the ramp's large values reach that.
-        samples = max(g.grid_h * g.grid_w for g in case.geometries())
-        assume(samples * float(features.abs().max()) < torch.finfo(sums).max)
+        samples_per_bin = max(g.count for g in case.geometries())
+        assume(samples_per_bin * float(features.abs().max()) < torch.finfo(sums).max)
     out = case.run(implementation.roi_align, features=features)
     expected = bin_centre_values(case, slopes_y, slopes_x, offsets)
     magnitude = torch.full_like(expected, float(features.abs().max()))
