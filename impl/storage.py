@@ -22,6 +22,7 @@ backward sums in the dtype of the last column.
 """
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -65,14 +66,28 @@ def kernel_array(t: Tensor) -> np.ndarray:
 
 
 def new_tensor(shape, dtype: torch.dtype, zeros: bool = False) -> Tensor:
-    """A fresh C-contiguous CPU tensor from numpy's allocator (allocated as its kernel array's dtype).
+    """A fresh C-contiguous CPU tensor from numpy's allocator (allocated as its kernel array's dtype),
+    its pages already faulted in.
 
     numpy asks the kernel for transparent huge pages on large arrays, which
-    halves the page-fault cost of the first write (a 124 MB gradient: 57 ms
-    for ``torch.empty`` + fill against 22 ms here, on this machine).
+    halves the page-fault cost of the first write where the kernel has them
+    (a 124 MB gradient: 57 ms for ``torch.empty`` + fill against 22 ms here).
+    The pages are faulted in here, one write per page from this thread,
+    because faults taken inside a parallel kernel cost several times more: on
+    the P2 box head's 51 MB output, 2.4 ms here against 11-13 ms more kernel
+    time (``benchmarks/README.md``, "Faulting the output in first").
     """
     array = (np.zeros if zeros else np.empty)(shape, storage(dtype).array)
+    if array.nbytes >= _PRE_FAULT_BYTES:
+        array.reshape(-1).view(np.uint8)[::PAGE_BYTES] = 0  # zero bytes: a zeroed array stays zeros
     return torch.from_numpy(array).view(dtype)
+
+
+PAGE_BYTES = mmap.PAGESIZE
+# Arrays at least this large are faulted in by new_tensor: smaller ones come
+# from memory the allocator has already touched (glibc maps fresh pages only
+# for blocks past its mmap threshold, at most 32 MiB).
+_PRE_FAULT_BYTES = 1 << 20
 
 
 class Scratch(threading.local):
