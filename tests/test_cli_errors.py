@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from roialign_suite import paths
+from roialign_suite import cli, paths
 
 TIMEOUT_S = 300
 
@@ -71,3 +71,12 @@ def test_other_command_lines(tmp_path, command):
     done = run(tmp_path, "-m", "roialign_suite", *command)
     line = one_line(done)
     assert done.returncode == 2 and f"roialign-suite {command[0]}: error: argument {command[1]}" in line, line
+
+
+@pytest.mark.parametrize("command", sorted(set(cli.COMMANDS) - {"warm"}))
+def test_every_subcommand_answers_help(tmp_path, command):
+    """Each subcommand imports and prints its usage (``roialign-suite mutate`` once failed at import, with
+    nothing to notice it); ``warm`` takes no options and would compile every kernel variant instead."""
+    done = run(tmp_path, "-m", "roialign_suite", command, "--help")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "usage" in done.stdout.lower() or command in done.stdout, done.stdout[-2000:]

@@ -4,7 +4,7 @@ For every mutant (``properties/mutation/mutants.py``): copy the checkout's
 packages into a scratch directory, rewrite one snippet, check the mutated
 code still imports and runs (``smoke``; else INVALID), then run pytest on the
 property files for that target with the copy first on ``PYTHONPATH`` (the
-``plugin`` verifies the shadowing), a private Numba cache and the
+``mutant_guard`` verifies the shadowing), a private Numba cache and the
 derandomized ``ci`` Hypothesis profile, stopping at the first failure.
 
 Verdicts: CAUGHT (pytest exit status 1: a test failed), SURVIVED (0),
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from roialign_suite import paths
-from roialign_suite.properties.mutation import plugin, smoke
+from roialign_suite.properties.mutation import mutant_guard, smoke
 from roialign_suite.properties.mutation.mutants import KERNELS, MUTANTS, Mutant, by_id
 
 # What a mutant's copy holds, laid out as a checkout: the packages, the tests and pyproject.toml
@@ -165,7 +165,7 @@ def mutant_env(mutant: Mutant, slot: Slot, numba_cache: Path, numba_opt: Optiona
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(slot.src), env.get("PYTHONPATH", "")) if p)
     env["NUMBA_CACHE_DIR"] = str(numba_cache)
     env["ROIALIGN_PROFILE"] = "ci"
-    env[plugin.ROOT_ENV] = str(slot.src)
+    env[mutant_guard.ROOT_ENV] = str(slot.src)
     env["ROIALIGN_MUTANT_ID"] = mutant.id
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env

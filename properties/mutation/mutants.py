@@ -208,7 +208,7 @@ MUTANTS: List[Mutant] = [
     ),
     Mutant(
         "kernel-nchw-wrong-tap", "gather", "the NCHW forward reads tap (y1, x1) from row y0",
-        KERNELS, "_as_sum(map0, wy1 * wx1) * _as_sum(map0, plane[y1, x1])", "_as_sum(map0, wy1 * wx1) * _as_sum(map0, plane[y0, x1])",
+        KERNELS, "w11 * _convert(plane[y1, x1], acc))", "w11 * _convert(plane[y0, x1], acc))",
     ),
     Mutant(
         "kernel-nhwc-transpose-last-column", "channel index", "NCHW -> NHWC copy never writes the last column",
