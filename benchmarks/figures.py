@@ -59,6 +59,9 @@ class Result:
     max_abs_error: Optional[float] = None
     rel_error: Optional[float] = None
     grad_rel_error: Optional[float] = None
+    # Our forward's modelled traffic (benchmarks/traffic.py: {"paths": [...], "bytes": {kind: bytes}}); ours only.
+    traffic: Optional[Mapping] = None
+    direction: Optional[str] = None  # "fwd" or "fwdbwd" (absent from runs saved before it was recorded)
 
     @property
     def rois_per_s(self) -> float:
@@ -112,6 +115,8 @@ def throughput_results(records: Iterable[Mapping]) -> List[Result]:
             max_abs_error=info.get("max_abs_error"),
             rel_error=info.get("rel_error"),
             grad_rel_error=info.get("grad_rel_error"),
+            traffic=info.get("traffic"),
+            direction=info.get("direction"),
         )
         for info, stats in _timings(records, THROUGHPUT)
     ]
@@ -423,3 +428,22 @@ def model_cells(row: ModelRow) -> Tuple[str, ...]:
         f"{row.pool_share:.1%}",
         "-" if row.speedup is None else f"{row.speedup:.2f}x",
     )
+
+
+TRAFFIC_HEADER = ("workload", "paths (per level)", "map MB touched", "tap MB fetched", "fetches per touched byte",
+                  "conversion MB", "output MB", "median ms", "x floor")
+
+
+def traffic_cells(r: Result) -> Tuple[str, ...]:
+    """One forward workload of ours: its modelled traffic (benchmarks/traffic.py) beside its median."""
+    moved = r.traffic["bytes"]
+    paths = "/".join(p or "-" for p in r.traffic["paths"])
+    reuse = moved["tap"] / moved["map"] if moved["map"] else 0.0
+    return (r.workload, paths, f"{moved['map'] / 1e6:.1f}", f"{moved['tap'] / 1e6:.1f}", f"{reuse:.1f}",
+            f"{moved['convert'] / 1e6:.1f}", f"{moved['output'] / 1e6:.1f}", f"{r.median_s * 1e3:.2f}",
+            "-" if r.times_floor is None else f"{r.times_floor:.1f}")
+
+
+def traffic_results(results: Iterable[Result]) -> List[Result]:
+    """Our forward-only timings that carry the traffic model, in run order."""
+    return [r for r in results if r.traffic and r.direction == "fwd"]

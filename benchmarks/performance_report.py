@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
-from roialign_suite.benchmarks import accuracy, figures  # noqa: E402
+from roialign_suite.benchmarks import accuracy, figures, targets  # noqa: E402
 from roialign_suite import options, paths  # noqa: E402
 from roialign_suite.benchmarks.gate import latest_saved_run, saved_runs_folder  # noqa: E402
 
@@ -36,6 +36,20 @@ MODEL_NOTE = (
     "(every level's features read once and the output written once; for -fwdbwd also the output gradient read "
     "and the input gradient written) over the bandwidth of a torch copy of that many bytes, read plus written, "
     "measured in the same run."
+)
+
+TARGETS_NOTE = (
+    "Each target's figure from this run (benchmarks/targets.py): a speedup is the other implementation's median "
+    "over ours; 'x floor' is our median over the floor. IPEX is timed in its own environment (tox -e ipex, "
+    "benchmarks/ipex.py); the ecosystem's kernels only where installed (roialign-suite ecosystem --bench)."
+)
+
+TRAFFIC_NOTE = (
+    "Per forward workload, the path our cost model picks for each level (gather: taps read from the NCHW planes; "
+    "convert: the level copied to channels-last, then the NHWC kernel; nhwc: a channels_last map, no copy) and "
+    "the bytes it implies: the map bytes the taps touch (NCHW: whole 64-byte lines), the tap bytes the kernel "
+    "loads (four taps per sample, each fetched afresh), the conversion's copy (read and write) and the output. "
+    "'fetches per touched byte' is the reuse that stays for the caches to catch."
 )
 
 MASKRCNN_NOTE = (
@@ -78,6 +92,12 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         f"Run {_run_label(document)} on {machine.get('node', '?')}: {cpu}, "
         f"Python {machine.get('python_version', '?')}.",
         "",
+        "## Targets (issue 22; reported, never asserted: the CI gate is benchmarks/gate.toml)",
+        "",
+        figures.markdown_table(targets.HEADER, [targets.cells(m) for m in targets.measure(throughput)]),
+        "",
+        TARGETS_NOTE,
+        "",
         "## Throughput (median; speedup over torchvision CPU measured in the same run)",
         "",
         figures.markdown_table(figures.header(), [figures.row_cells(r) for r in rows]),
@@ -87,6 +107,16 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         accuracy.NOTE,
         "",
         "![accuracy beside speed](accuracy.png)",
+        "",
+        "## Our forward's memory traffic (a model, benchmarks/traffic.py) beside its time",
+        "",
+        figures.markdown_table(figures.TRAFFIC_HEADER, [figures.traffic_cells(r)
+                                                        for r in figures.traffic_results(throughput)]),
+        "",
+        TRAFFIC_NOTE,
+        "",
+        "![the forward's paths by RoI count](crossover.png)" if (out / "crossover.png").exists() else
+        "(No crossover plot in this folder: `roialign-suite crossover --out DIR` writes crossover.png.)",
         "",
         "## RoI-count sweeps, forward (median; speedup over torchvision CPU, same run)",
         "",
@@ -124,6 +154,11 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "dtype_pairs": figures.row_dicts(pairs),
         "roi_sweeps": [dict(row, speedup=r.speedup) for row, r in zip(figures.row_dicts(sweeps), sweeps)],
         "first_call": jit,
+        "targets": [dict(label=m.target.label, kind=m.target.kind, goal=m.target.goal, workload=m.target.workload,
+                         other=m.target.other, value=m.value, where=m.where, met=m.met)
+                    for m in targets.measure(throughput)],
+        "traffic": [dict(workload=r.workload, median_ms=r.median_s * 1e3, **r.traffic)
+                    for r in figures.traffic_results(throughput)],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return rows

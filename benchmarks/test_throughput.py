@@ -12,7 +12,7 @@ import functools
 
 import pytest
 
-from roialign_suite.benchmarks import accuracy, bandwidth, figures
+from roialign_suite.benchmarks import accuracy, bandwidth, figures, traffic
 from roialign_suite.benchmarks.runners import TimedCall, left_out, levels_of, rounds_for, seconds_of, thread_count
 from roialign_suite.benchmarks.workloads import build_inputs
 
@@ -24,6 +24,13 @@ def _inputs_and_bytes(workload):
     # Cases of one workload run back to back: keep only the current one's inputs.
     inputs = build_inputs(workload)
     return inputs, bandwidth.bytes_moved(workload, inputs, levels_of(workload, inputs)), bandwidth.floor_bytes(workload, inputs)
+
+
+@functools.lru_cache(maxsize=1)
+def _our_traffic(workload):
+    """Our forward's modelled traffic on the workload (benchmarks/traffic.py), once per workload."""
+    inputs = _inputs_and_bytes(workload)[0]
+    return traffic.forward_traffic(workload, inputs, levels_of(workload, inputs).numpy())
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,6 +99,7 @@ def test_throughput(benchmark, case, roialign_timing_plan, roialign_record, roia
         floor_bytes=floor_bytes,
         copy_bytes_per_s=copy_bytes_per_s,
         estimated_call_s=seconds_per_call,
+        traffic=_our_traffic(workload) if candidate.name == figures.ours_name() else None,
         **errors,
     )
     roialign_record(benchmark)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from roialign_suite.benchmarks import targets
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,3 +33,9 @@ def test_quick_benchmarks_write_the_report(tmp_path):
     # Each RoI-count sweep ran on ours and torchvision at every count.
     swept = {(row["family"], row["rois"]) for row in summary["roi_sweeps"] if row["baseline_ms"] is not None}
     assert {family for family, _ in swept} == {"p2", "fpn-pooler", "mask-pooler"}, swept
+    # Every target has its line, and our forward workloads their traffic model.
+    assert len(summary["targets"]) == len(targets.all_targets())
+    measured = [t for t in summary["targets"] if t["value"] is not None]
+    assert any(t["kind"] == "floor" for t in measured) and any(t["kind"] == "speedup" for t in measured), measured
+    assert summary["traffic"] and all(t["bytes"]["tap"] > 0 and t["bytes"]["output"] > 0 for t in summary["traffic"])
+    assert "## Targets" in (tmp_path / "summary.md").read_text()
