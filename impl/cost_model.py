@@ -29,11 +29,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-# Fitted by `roialign-suite crossover` (P2 box head, float32, 2 threads; 2026-12-01):
-# predicted crossover 191 RoIs, measured between 128 and 256.
-GATHER_NS = 2.19  # per tap (sample x channel), NCHW gather
-NHWC_NS = 0.61  # per tap, NHWC kernel on a channels-last map
-CONVERT_NS = 0.122  # per byte of the map copied to channels-last
+# Fitted by `roialign-suite crossover` (P2 box head, float32, 2 threads; 2026-12-07, after the
+# NCHW gather's channel-inner loop and the output faulted in first): predicted crossover 184 RoIs,
+# measured between 128 and 256.
+GATHER_NS = 2.08  # per tap (sample x channel), NCHW gather
+NHWC_NS = 0.55  # per tap, NHWC kernel on a channels-last map
+CONVERT_NS = 0.114  # per byte of the map copied to channels-last
 
 PATHS = ("auto", "gather", "convert")
 
