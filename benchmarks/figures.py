@@ -311,7 +311,7 @@ def markdown_table(header: Tuple[str, ...], lines: List[Tuple[str, ...]]) -> str
 
 JIT_HEADER = (
     "measurement", "numba cache", "import torch s", "then import impl s", "first forward s", "first backward s",
-    "impl import + first call s", "every variant s",
+    "impl import + first call s", "every variant s", "slowest single call s",
 )
 
 
@@ -325,6 +325,7 @@ def jit_cells(info: Mapping) -> Tuple[str, ...]:
         f"{info['first_backward_s']:.2f}",
         f"{info['import_s'] + info['first_forward_s'] + info['first_backward_s']:.2f}",
         f"{info.get('every_variant_s', info.get('other_variants_s', float('nan'))):.2f}",
+        f"{info['slowest_call_s']:.2f} ({info['slowest_call']})" if "slowest_call_s" in info else "-",
     )
 
 

@@ -3,7 +3,10 @@
 ``python -m roialign_suite.benchmarks.jit`` runs in a child process and prints JSON
 ``{"torch_import_s", "import_s", "first_forward_s", "first_backward_s"}``
 for one tiny forward+backward, then ``every_variant_s`` for every kernel
-variant the operators can call (:func:`every_variant`): ``import_s`` is ``import impl`` once torch is
+variant the operators can call (:func:`every_variant`) and ``slowest_call_s``
+/ ``slowest_call``: the longest single call among them (each compiles only
+the variants it uses, so with an empty cache it is the longest wait any
+first call makes): ``import_s`` is ``import impl`` once torch is
 loaded (Numba and our modules), the part a torch user pays for us. :func:`measure` starts that child with ``NUMBA_CACHE_DIR``
 pointing at a given folder: empty means a cold compile, populated means the
 warm on-disk cache.
@@ -16,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from roialign_suite import paths
 
@@ -53,7 +56,7 @@ def _laid_out(x, layout: str):
 DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16")
 
 
-def every_variant(dtype_names: Sequence[str] = DTYPE_NAMES) -> int:
+def every_variant(dtype_names: Sequence[str] = DTYPE_NAMES, calls: Optional[Dict[str, float]] = None) -> int:
     """Run every kernel variant the operators can call, so each is compiled (or loaded from Numba's cache).
 
     A variant is a kernel specialised on its arrays' dtypes and layouts:
@@ -62,29 +65,41 @@ def every_variant(dtype_names: Sequence[str] = DTYPE_NAMES) -> int:
     forward and backward, of one RoIAlign and of a four-level pooler.
     ``dtype_names`` narrows the dtypes (the quick smoke run takes float32
     only: it checks the pipeline, and each dtype is a fifth of a minute of
-    cold compile). Returns the number of calls made.
+    cold compile). Returns the number of forward+backward pairs made;
+    ``calls``, if given, receives each forward's and backward's seconds by label.
     """
     import torch
 
     from roialign_suite import impl
     from roialign_suite.impl.cost_model import forward_path
 
-    calls = 0
+    timed = {} if calls is None else calls
+
+    def timed_call(label, fn):
+        start = time.perf_counter()
+        result = fn()
+        timed[label] = time.perf_counter() - start
+        return result
+
+    pairs = 0
     box = [[0.0, 1.0, 1.0, 6.0, 6.0]]
-    for dtype in (getattr(torch, name) for name in dtype_names):
+    for name in dtype_names:
+        dtype = getattr(torch, name)
         for layout in LAYOUTS:
             for path in ("gather", "convert"):
+                label = f"{name} {layout} {path}"
                 with forward_path(path):
                     x = _laid_out(torch.rand(1, 4, 8, 8, dtype=dtype), layout).requires_grad_()
-                    out = impl.roi_align(x, torch.tensor(box, dtype=dtype), 2, 1.0, 2, False)
-                    torch.autograd.grad(out.sum(), x)
+                    out = timed_call(f"roi_align forward, {label}",
+                                     lambda: impl.roi_align(x, torch.tensor(box, dtype=dtype), 2, 1.0, 2, False))
+                    timed_call(f"roi_align backward, {label}", lambda: torch.autograd.grad(out.sum(), x))
                     pyramid = [_laid_out(torch.rand(1, 4, 64 // 2**i, 64 // 2**i, dtype=dtype), layout).requires_grad_()
                                for i in range(4)]
                     boxes = [torch.tensor([[0.0, 0.0, 60.0, 60.0], [0.0, 0.0, 4.0, 4.0]], dtype=dtype)]
-                    pooled = impl.fpn_box_head_pooler()(pyramid, boxes)
-                    torch.autograd.grad(pooled.sum(), pyramid)
-                    calls += 2
-    return calls
+                    pooled = timed_call(f"pooler forward, {label}", lambda: impl.fpn_box_head_pooler()(pyramid, boxes))
+                    timed_call(f"pooler backward, {label}", lambda: torch.autograd.grad(pooled.sum(), pyramid))
+                    pairs += 2
+    return pairs
 
 
 def warm() -> int:
@@ -119,8 +134,10 @@ def main(dtype_names: Sequence[str] = DTYPE_NAMES) -> None:
     figures["import_s"] = time.perf_counter() - start
     figures.update(first_call())
     start = time.perf_counter()
-    every_variant(dtype_names)
+    calls = {"first forward": figures["first_forward_s"], "first backward": figures["first_backward_s"]}
+    every_variant(dtype_names, calls)
     figures["every_variant_s"] = time.perf_counter() - start
+    figures["slowest_call"], figures["slowest_call_s"] = max(calls.items(), key=lambda item: item[1])
     figures["dtypes"] = list(dtype_names)
     print(json.dumps(figures))
 
