@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from roialign_suite import impl, options
+from roialign_suite.benchmarks import targets
 from roialign_suite.benchmarks.runners import pooler_class
 from roialign_suite.benchmarks.workloads import Workload, all_workloads, build_inputs
 
@@ -103,10 +104,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cases += [base, dataclasses.replace(base, name=f"{name}-channels-last", channels_last=True)]
         cases.append(dataclasses.replace(base, name=f"{name[:-len('-fwd')]}-fwdbwd-channels-last", channels_last=True,
                                          backward=True))
-    print(f"{'workload':42s} {'ours ms':>9s} {'ipex ms':>9s} {'ipex/ours':>9s}")
+    goal = targets.IPEX_SPEEDUP
+    print(f"{'workload':42s} {'ours ms':>9s} {'ipex ms':>9s} {'ipex/ours':>9s}  target >= {goal:g}x")
     for workload in cases:
         row = measure(workload, args.rounds)
-        print(f"{workload.name:42s} {row['ours']:9.1f} {row['ipex']:9.1f} {row['ipex'] / row['ours']:8.2f}x", flush=True)
+        ratio = row["ipex"] / row["ours"]
+        print(f"{workload.name:42s} {row['ours']:9.1f} {row['ipex']:9.1f} {ratio:8.2f}x  "
+              f"{'met' if ratio >= goal else 'missed'}", flush=True)
     if not args.no_check:
         errors = accuracy()
         print("max |error| vs the float64 reference (P2, first 64 RoIs, float32): "
