@@ -194,6 +194,7 @@ CHECK, BENCH, VERIFY, FUZZ, JOBS, ECOSYSTEM = "check", "bench", "verify", "fuzz"
 # Commands with options of their own only (no --roialign- form): gate and report (each job's own parser),
 # and the benchmark scripts.
 GATE, REPORT, CROSSOVER, IPEX_BENCH, GPU_RECORD = "gate", "report", "crossover", "ipex-bench", "gpu-record"
+WHERE_TIME_GOES = "where-time-goes"
 # roialign-suite track's actions (benchmarks/track.py).
 TRACK_RECORD, TRACK_CHECK, TRACK_PUBLISH = "track-record", "track-check", "track-publish"
 TRACK = (TRACK_RECORD, TRACK_CHECK, TRACK_PUBLISH)
@@ -266,7 +267,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("summary", "write a Markdown summary of the report", metavar="FILE.md", commands=(CHECK,)),
     Option("quick", "benchmarks: toy workloads, one round unless --roialign-bench-min-rounds (CI smoke run; gate: "
            "checks the pipeline, not the thresholds; report and ecosystem --bench: the run is not saved)", flag=True,
-           default=False, commands=(BENCH, GATE, REPORT, ECOSYSTEM, TRACK_RECORD)),
+           default=False, commands=(BENCH, GATE, REPORT, ECOSYSTEM, TRACK_RECORD, WHERE_TIME_GOES)),
     Option("workload", "benchmarks: workload(s) to time (repeatable or comma-separated; default all)",
            workload_names, default=[], metavar="NAME", repeatable=True),
     Option("bench-budget", "benchmarks: seconds of timed rounds per case (default 2)", non_negative_number,
@@ -299,9 +300,9 @@ OPTIONS: Tuple[Option, ...] = (
            metavar="DIR", commands=(REPORT, CROSSOVER, ECOSYSTEM, FUZZ, GPU_RECORD, TRACK_PUBLISH), pytest=False,
            type=Path),
     Option("rounds", "timed calls per measurement (their median is reported)", positive_integer, metavar="N",
-           commands=(CROSSOVER, IPEX_BENCH), pytest=False),
+           commands=(CROSSOVER, IPEX_BENCH, WHERE_TIME_GOES), pytest=False),
     Option("threads", "torch and Numba threads while timing (default 2)", positive_integer, default=2, metavar="N",
-           commands=(CROSSOVER, IPEX_BENCH), pytest=False),
+           commands=(CROSSOVER, IPEX_BENCH, WHERE_TIME_GOES), pytest=False),
 )
 
 

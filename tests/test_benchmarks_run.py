@@ -39,3 +39,13 @@ def test_quick_benchmarks_write_the_report(tmp_path):
     assert any(t["kind"] == "floor" for t in measured) and any(t["kind"] == "speedup" for t in measured), measured
     assert summary["traffic"] and all(t["bytes"]["tap"] > 0 and t["bytes"]["output"] > 0 for t in summary["traffic"])
     assert "## Targets" in (tmp_path / "summary.md").read_text()
+
+
+def test_where_time_goes_runs_every_experiment_and_checks_the_map_order_bitwise():
+    """The kernel experiments at toy size: each row is there, and the map-ordered forward's output was checked
+    equal to the shipped kernel's (``measure`` raises otherwise)."""
+    from roialign_suite.benchmarks import where_time_goes
+
+    rows = where_time_goes.measure(quick=True, rounds=1)
+    assert [r["experiment"] for r in rows][:3] == ["RoI order (shipped)", "map order, prefetch on", "map order, prefetch off"]
+    assert len(rows) == 10 and all(r["ms"] > 0 for r in rows), rows

@@ -1,0 +1,183 @@
+"""Where our forward's time goes on the P2 box head: kernel-only experiments, each against the shipped kernel.
+
+    python -m roialign_suite.benchmarks.where_time_goes [--quick] [--rounds 7] [--threads 2]
+
+On the ``box-head-p2-fwd`` workload's map (channels_last, so the NHWC kernel
+runs without a conversion) and boxes (1024 RoIs, float32, ``--threads``), median of ``--rounds``; every variant's output is checked
+bit for bit against the shipped kernel's before it is timed:
+
+- ``RoI order`` (shipped): :func:`impl.kernels.roi_align_forward_nhwc`, RoIs
+  in ``impl.ops``'s locality order, into an output already faulted in.
+- ``map order``: the same arithmetic per output element, but the work is
+  one RoI's bin row and the items are visited in the order of their first
+  map row, so a band of rows stays in cache while every sample needing it is
+  taken (:func:`forward_in_map_order`); with and without the prefetch.
+- ``taps in cache``: the shipped kernel on the same RoIs shrunk 16-fold
+  about the origin: the same samples (sampling ratio 2: 196 per RoI), all
+  taps within a corner of the map that stays in cache.
+- ``one thread``: the shipped kernel on one thread.
+- ``fresh output``: a new array per call, its pages faulted in by the
+  kernel's own writes; ``+ faulted first`` faults them in from this thread
+  first, as ``impl.storage.new_tensor`` does.
+- ``conversion``: ``impl.kernels.nchw_to_nhwc`` of the contiguous map,
+  beside a plain copy of the same bytes (numpy, one thread; torch, the
+  current threads).
+
+``benchmarks/README.md``, "Traffic", gives the figures and what they mean.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from roialign_suite import options
+from roialign_suite.benchmarks.workloads import all_workloads, build_inputs
+from roialign_suite.impl import kernels
+from roialign_suite.impl.storage import PAGE_BYTES
+from roialign_suite.impl.threads import kernel_threads
+
+WORKLOAD = "box-head-p2-fwd"
+SHRINK = 16
+
+
+@njit(cache=True, parallel=True)
+def forward_in_map_order(features, scale, rois, items, pooled_h, pooled_w, sampling_ratio, aligned, out, prefetch):
+    """:func:`impl.kernels.roi_align_forward_nhwc` on one NHWC map, with work item ``items[i] = k * pooled_h + ph``
+    (RoI ``k``'s bin row ``ph``) in the order given: each output element summed as there, term for term."""
+    scales = np.full(kernels.MAX_LEVELS, scale)
+    levels = np.zeros(rois.shape[0], np.int64)
+    channels = features.shape[3]
+    for i in prange(items.shape[0]):
+        k = items[i] // pooled_h
+        ph = items[i] % pooled_h
+        level_map, b, ys, wys, xs, wxs, grid_h, grid_w, count = kernels._roi_on_its_level(
+            k, rois, levels, scales, features, features, features, features, 1, pooled_h, pooled_w,
+            sampling_ratio, aligned)
+        acc = kernels._sum_buffer(features, channels)
+        for pw in range(pooled_w):
+            acc[:] = 0.0
+            for sy in range(ph * grid_h, (ph + 1) * grid_h):
+                y0, y1, wy0, wy1 = ys[sy, 0], ys[sy, 1], wys[sy, 0], wys[sy, 1]
+                if wy0 == 0.0 and wy1 == 0.0:
+                    continue
+                for sx in range(pw * grid_w, (pw + 1) * grid_w):
+                    if prefetch and sx + kernels.PREFETCH_SAMPLES < xs.shape[0]:
+                        ahead = xs[sx + kernels.PREFETCH_SAMPLES]
+                        kernels._prefetch_pixels(level_map[b, y0], ahead)
+                        kernels._prefetch_pixels(level_map[b, y1], ahead)
+                    x0, x1, wx0, wx1 = xs[sx, 0], xs[sx, 1], wxs[sx, 0], wxs[sx, 1]
+                    if wx0 == 0.0 and wx1 == 0.0:
+                        continue
+                    kernels._gather(acc, wy0 * wx0, level_map[b, y0, x0], wy0 * wx1, level_map[b, y0, x1],
+                                    wy1 * wx0, level_map[b, y1, x0], wy1 * wx1, level_map[b, y1, x1])
+            mean = acc.dtype.type(count)
+            for c in range(channels):
+                out[k, c, ph, pw] = kernels._convert(acc[c] / mean, out)
+
+
+def map_order(rois: np.ndarray, scale: float, height: int, pooled: int, aligned: bool) -> np.ndarray:
+    """Bin-row items ``k * pooled + ph`` sorted by (image, first map row of the bin row)."""
+    offset = 0.5 if aligned else 0.0
+    start = rois[:, 2] * scale - offset
+    roi_h = rois[:, 4] * scale - offset - start
+    if not aligned:
+        roi_h = np.maximum(roi_h, 1.0)
+    top = start[:, None] + np.arange(pooled)[None, :] * (roi_h / pooled)[:, None]
+    row = np.clip(np.floor(top), 0, height - 1).astype(np.int64)
+    key = (rois[:, :1].astype(np.int64) * height + row).ravel()
+    return np.argsort(key, kind="stable").astype(np.int64)
+
+
+def _median_ms(call: Callable[[], None], rounds: int) -> float:
+    call()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def measure(quick: bool = False, rounds: int = 7) -> List[Dict]:
+    """Rows ``{"experiment", "ms"}``, in the order of the module docstring."""
+    workload = next(w for w in all_workloads() if w.name == WORKLOAD)
+    workload = workload.quick() if quick else workload
+    inputs = build_inputs(workload)
+    contiguous = inputs.features[0]
+    features = contiguous.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+    rois = inputs.rois.double().numpy()
+    scale, pooled, ratio, aligned = workload.scales[0], workload.output_size, workload.sampling_ratio, workload.aligned
+    levels = np.zeros(len(rois), np.int64)
+    scales = np.full(kernels.MAX_LEVELS, scale)
+    order = np.lexsort((rois[:, 2] + rois[:, 4], rois[:, 0])).astype(np.int64)
+    shape = (len(rois), workload.channels, pooled, pooled)
+    expected = np.zeros(shape, np.float32)
+    out = np.zeros(shape, np.float32)
+
+    def shipped(boxes=rois, into=None):
+        with kernel_threads(), numba.parallel_chunksize(1):
+            kernels.roi_align_forward_nhwc(features, features, features, features, scales, boxes, levels, order,
+                                           pooled, pooled, ratio, aligned, out if into is None else into)
+
+    def in_map_order(prefetch: bool):
+        items = map_order(rois, scale, features.shape[1], pooled, aligned)
+        with kernel_threads(), numba.parallel_chunksize(1):
+            forward_in_map_order(features, scale, rois, items, pooled, pooled, ratio, aligned, out, prefetch)
+
+    def fresh(fault_first: bool):
+        array = np.empty(shape, np.float32)
+        if fault_first:
+            array.reshape(-1).view(np.uint8)[::PAGE_BYTES] = 0
+        shipped(into=array)
+
+    shipped(into=expected)
+    rows = [{"experiment": "RoI order (shipped)", "ms": _median_ms(shipped, rounds)}]
+    for prefetch in (True, False):
+        in_map_order(prefetch)
+        if not np.array_equal(out, expected):
+            raise AssertionError("the map-ordered forward's output differs from the shipped kernel's")
+        rows.append({"experiment": f"map order, prefetch {'on' if prefetch else 'off'}",
+                     "ms": _median_ms(lambda: in_map_order(prefetch), rounds)})
+    shrunk = rois.copy()
+    shrunk[:, 1:] /= SHRINK
+    rows.append({"experiment": f"taps in cache (boxes / {SHRINK})", "ms": _median_ms(lambda: shipped(shrunk), rounds)})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows.append({"experiment": "one thread", "ms": _median_ms(shipped, rounds)})
+    finally:
+        torch.set_num_threads(threads)
+    rows.append({"experiment": "fresh output", "ms": _median_ms(lambda: fresh(False), rounds)})
+    rows.append({"experiment": "fresh output + faulted first", "ms": _median_ms(lambda: fresh(True), rounds)})
+    source = contiguous.numpy()
+    target = np.empty(features.shape, np.float32)
+    with kernel_threads():
+        rows.append({"experiment": "conversion (nchw_to_nhwc)", "ms": _median_ms(lambda: kernels.nchw_to_nhwc(source, target), rounds)})
+    copy = np.empty_like(source)
+    rows.append({"experiment": "copy of the same bytes (numpy)", "ms": _median_ms(lambda: np.copyto(copy, source), rounds)})
+    copy_t, source_t = torch.from_numpy(copy), torch.from_numpy(source)
+    rows.append({"experiment": "copy of the same bytes (torch)", "ms": _median_ms(lambda: copy_t.copy_(source_t), rounds)})
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = options.OneLineParser(prog="python -m roialign_suite.benchmarks.where_time_goes",
+                                   description=__doc__.splitlines()[0])
+    options.add_to_argparse(parser, options.WHERE_TIME_GOES, rounds=7)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.roialign_threads)
+    print(f"{WORKLOAD}, channels_last, {args.roialign_threads} threads, median of {args.roialign_rounds}"
+          + (" (quick: toy sizes)" if args.roialign_quick else ""))
+    for row in measure(bool(args.roialign_quick), args.roialign_rounds):
+        print(f"{row['experiment']:36s} {row['ms']:8.2f} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
