@@ -8,9 +8,9 @@ bit for bit against the shipped kernel's before it is timed:
 
 - ``RoI order`` (shipped): :func:`impl.kernels.roi_align_forward_nhwc`, RoIs
   in ``impl.ops``'s locality order, into an output already faulted in.
-- ``map order``: the same arithmetic per output element, but the work is
-  one RoI's bin row and the items are visited in the order of their first
-  map row, so a band of rows stays in cache while every sample needing it is
+- ``map order``: the shipped kernel's bin rows (``impl.kernels._pool_bin_row``,
+  so the same sums), but each work item is one RoI's bin row and the items
+  are visited in the order of their first map row, so a band of rows stays in cache while every sample needing it is
   taken (:func:`forward_in_map_order`); with and without the prefetch.
 - ``taps in cache``: the shipped kernel on the same RoIs shrunk 16-fold
   about the origin: the same samples (sampling ratio 2: 196 per RoI), all
@@ -60,25 +60,7 @@ def forward_in_map_order(features, scale, rois, items, pooled_h, pooled_w, sampl
             k, rois, levels, scales, features, features, features, features, 1, pooled_h, pooled_w,
             sampling_ratio, aligned)
         acc = kernels._sum_buffer(features, channels)
-        for pw in range(pooled_w):
-            acc[:] = 0.0
-            for sy in range(ph * grid_h, (ph + 1) * grid_h):
-                y0, y1, wy0, wy1 = ys[sy, 0], ys[sy, 1], wys[sy, 0], wys[sy, 1]
-                if wy0 == 0.0 and wy1 == 0.0:
-                    continue
-                for sx in range(pw * grid_w, (pw + 1) * grid_w):
-                    if prefetch and sx + kernels.PREFETCH_SAMPLES < xs.shape[0]:
-                        ahead = xs[sx + kernels.PREFETCH_SAMPLES]
-                        kernels._prefetch_pixels(level_map[b, y0], ahead)
-                        kernels._prefetch_pixels(level_map[b, y1], ahead)
-                    x0, x1, wx0, wx1 = xs[sx, 0], xs[sx, 1], wxs[sx, 0], wxs[sx, 1]
-                    if wx0 == 0.0 and wx1 == 0.0:
-                        continue
-                    kernels._gather(acc, wy0 * wx0, level_map[b, y0, x0], wy0 * wx1, level_map[b, y0, x1],
-                                    wy1 * wx0, level_map[b, y1, x0], wy1 * wx1, level_map[b, y1, x1])
-            mean = acc.dtype.type(count)
-            for c in range(channels):
-                out[k, c, ph, pw] = kernels._convert(acc[c] / mean, out)
+        kernels._pool_bin_row(acc, level_map[b], ys, wys, xs, wxs, grid_h, grid_w, count, ph, out[k], prefetch)
 
 
 def map_order(rois: np.ndarray, scale: float, height: int, pooled: int, aligned: bool) -> np.ndarray:

@@ -356,29 +356,37 @@ def roi_align_forward_nhwc(
         )
         acc = _sum_buffer(map0, channels)
         for ph in range(pooled_h):
-            for pw in range(pooled_w):
-                acc[:] = 0.0
-                for sy in range(ph * grid_h, (ph + 1) * grid_h):
-                    y0, y1, wy0, wy1 = ys[sy, 0], ys[sy, 1], wys[sy, 0], wys[sy, 1]
-                    if wy0 == 0.0 and wy1 == 0.0:
-                        continue
-                    for sx in range(pw * grid_w, (pw + 1) * grid_w):
-                        if sx + PREFETCH_SAMPLES < xs.shape[0]:
-                            ahead = xs[sx + PREFETCH_SAMPLES]
-                            _prefetch_pixels(features[b, y0], ahead)
-                            _prefetch_pixels(features[b, y1], ahead)
-                        x0, x1, wx0, wx1 = xs[sx, 0], xs[sx, 1], wxs[sx, 0], wxs[sx, 1]
-                        if wx0 == 0.0 and wx1 == 0.0:
-                            continue
-                        w00 = wy0 * wx0
-                        w01 = wy0 * wx1
-                        w10 = wy1 * wx0
-                        w11 = wy1 * wx1
-                        _gather(acc, w00, features[b, y0, x0], w01, features[b, y0, x1],
-                                w10, features[b, y1, x0], w11, features[b, y1, x1])
-                mean = acc.dtype.type(count)
-                for c in range(channels):
-                    out[k, c, ph, pw] = _convert(acc[c] / mean, out)
+            _pool_bin_row(acc, features[b], ys, wys, xs, wxs, grid_h, grid_w, count, ph, out[k], True)
+
+
+@njit(cache=True, inline="always")
+def _pool_bin_row(acc, image, ys, wys, xs, wxs, grid_h, grid_w, count, ph, out_row, prefetch):
+    """Row ``ph`` of one RoI's bins from its NHWC ``image [H, W, C]`` into ``out_row [C, pooled_h, pooled_w]``;
+    ``acc [C]`` is scratch in the sum dtype. Each bin sums its samples in order, each sample its four taps
+    (:func:`_gather`), then divides by ``count``: the summation order every forward path keeps.
+    ``prefetch`` (a constant at each call) asks for taps :data:`PREFETCH_SAMPLES` samples ahead."""
+    for pw in range(out_row.shape[2]):
+        acc[:] = 0.0
+        for sy in range(ph * grid_h, (ph + 1) * grid_h):
+            y0, y1, wy0, wy1 = ys[sy, 0], ys[sy, 1], wys[sy, 0], wys[sy, 1]
+            if wy0 == 0.0 and wy1 == 0.0:
+                continue
+            for sx in range(pw * grid_w, (pw + 1) * grid_w):
+                if prefetch and sx + PREFETCH_SAMPLES < xs.shape[0]:
+                    ahead = xs[sx + PREFETCH_SAMPLES]
+                    _prefetch_pixels(image[y0], ahead)
+                    _prefetch_pixels(image[y1], ahead)
+                x0, x1, wx0, wx1 = xs[sx, 0], xs[sx, 1], wxs[sx, 0], wxs[sx, 1]
+                if wx0 == 0.0 and wx1 == 0.0:
+                    continue
+                w00 = wy0 * wx0
+                w01 = wy0 * wx1
+                w10 = wy1 * wx0
+                w11 = wy1 * wx1
+                _gather(acc, w00, image[y0, x0], w01, image[y0, x1], w10, image[y1, x0], w11, image[y1, x1])
+        mean = acc.dtype.type(count)
+        for c in range(acc.shape[0]):
+            out_row[c, ph, pw] = _convert(acc[c] / mean, out_row)
 
 
 # Channels per work item of the NCHW forward: enough items to share among

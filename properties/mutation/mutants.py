@@ -146,8 +146,8 @@ MUTANTS: List[Mutant] = [
     Mutant(
         "kernel-forward-y-weights-swapped", "swapped weights", "forward weights wy0 and wy1 exchanged",
         KERNELS,
-        _lines(24, "w00 = wy0 * wx0", "w01 = wy0 * wx1", "w10 = wy1 * wx0", "w11 = wy1 * wx1"),
-        _lines(24, "w00 = wy1 * wx0", "w01 = wy1 * wx1", "w10 = wy0 * wx0", "w11 = wy0 * wx1"),
+        _lines(16, "w00 = wy0 * wx0", "w01 = wy0 * wx1", "w10 = wy1 * wx0", "w11 = wy1 * wx1"),
+        _lines(16, "w00 = wy1 * wx0", "w01 = wy1 * wx1", "w10 = wy0 * wx0", "w11 = wy0 * wx1"),
     ),
     # --- our kernel: indexing ---------------------------------------------------------
     Mutant(
