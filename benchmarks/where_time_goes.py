@@ -8,10 +8,11 @@ bit for bit against the shipped kernel's before it is timed:
 
 - ``RoI order`` (shipped): :func:`impl.kernels.roi_align_forward_nhwc`, RoIs
   in ``impl.ops``'s locality order, into an output already faulted in.
-- ``map order``: the shipped kernel's bin rows (``impl.kernels._pool_bin_row``,
-  so the same sums), but each work item is one RoI's bin row and the items
-  are visited in the order of their first map row, so a band of rows stays in cache while every sample needing it is
-  taken (:func:`forward_in_map_order`); with and without the prefetch.
+- ``bin rows``: the shipped kernel's bin rows (``impl.kernels._pool_bin_row``,
+  so the same sums), each work item one RoI's bin row
+  (:func:`forward_in_map_order`), visited in RoI order or in **map order**
+  (by their first map row, so a band of rows stays in cache while every
+  sample needing it is taken); each with and without the prefetch.
 - ``taps in cache``: the shipped kernel on the same RoIs shrunk 16-fold
   about the origin: the same samples (sampling ratio 2: 196 per RoI), all
   taps within a corner of the map that stays in cache.
@@ -107,10 +108,12 @@ def measure(quick: bool = False, rounds: int = 7) -> List[Dict]:
             kernels.roi_align_forward_nhwc(features, features, features, features, scales, boxes, levels, order,
                                            pooled, pooled, ratio, aligned, out if into is None else into)
 
-    def in_map_order(prefetch: bool):
-        items = map_order(rois, scale, features.shape[1], pooled, aligned)
+    orders = {"RoI": (order[:, None] * pooled + np.arange(pooled)[None, :]).ravel(),
+              "map": map_order(rois, scale, features.shape[1], pooled, aligned)}
+
+    def bin_rows(which: str, prefetch: bool):
         with kernel_threads(), numba.parallel_chunksize(1):
-            forward_in_map_order(features, scale, rois, items, pooled, pooled, ratio, aligned, out, prefetch)
+            forward_in_map_order(features, scale, rois, orders[which], pooled, pooled, ratio, aligned, out, prefetch)
 
     def fresh(fault_first: bool):
         array = np.empty(shape, np.float32)
@@ -120,12 +123,14 @@ def measure(quick: bool = False, rounds: int = 7) -> List[Dict]:
 
     shipped(into=expected)
     rows = [{"experiment": "RoI order (shipped)", "ms": _median_ms(shipped, rounds)}]
-    for prefetch in (True, False):
-        in_map_order(prefetch)
-        if not np.array_equal(out, expected):
-            raise AssertionError("the map-ordered forward's output differs from the shipped kernel's")
-        rows.append({"experiment": f"map order, prefetch {'on' if prefetch else 'off'}",
-                     "ms": _median_ms(lambda: in_map_order(prefetch), rounds)})
+    for which in orders:
+        for prefetch in (True, False):
+            out[:] = 0.0
+            bin_rows(which, prefetch)
+            if not np.array_equal(out, expected):
+                raise AssertionError(f"bin rows in {which} order: the output differs from the shipped kernel's")
+            rows.append({"experiment": f"bin rows, {which} order, prefetch {'on' if prefetch else 'off'}",
+                         "ms": _median_ms(lambda: bin_rows(which, prefetch), rounds)})
     shrunk = rois.copy()
     shrunk[:, 1:] /= SHRINK
     rows.append({"experiment": f"taps in cache (boxes / {SHRINK})", "ms": _median_ms(lambda: shipped(shrunk), rounds)})
