@@ -84,6 +84,8 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
     pairs = figures.pair_rows(throughput)
     sweeps = figures.roi_sweep_rows(throughput)
     jit = figures.jit_records(records)
+    measured = targets.measure(throughput)
+    traffic = figures.traffic_results(throughput)
     machine = document.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw", "unknown CPU")
     lines = [
@@ -94,7 +96,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "",
         "## Targets (issue 22; reported, never asserted: the CI gate is benchmarks/gate.toml)",
         "",
-        figures.markdown_table(targets.HEADER, [targets.cells(m) for m in targets.measure(throughput)]),
+        figures.markdown_table(targets.HEADER, [targets.cells(m) for m in measured]),
         "",
         TARGETS_NOTE,
         "",
@@ -110,8 +112,7 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "",
         "## Our forward's memory traffic (a model, benchmarks/traffic.py) beside its time",
         "",
-        figures.markdown_table(figures.TRAFFIC_HEADER, [figures.traffic_cells(r)
-                                                        for r in figures.traffic_results(throughput)]),
+        figures.markdown_table(figures.TRAFFIC_HEADER, [figures.traffic_cells(r) for r in traffic]),
         "",
         TRAFFIC_NOTE,
         "",
@@ -156,9 +157,9 @@ def write_summary(out: Path, records: List[Dict], document: Dict) -> List[figure
         "first_call": jit,
         "targets": [dict(label=m.target.label, kind=m.target.kind, goal=m.target.goal, workload=m.target.workload,
                          other=m.target.other, value=m.value, where=m.where, met=m.met)
-                    for m in targets.measure(throughput)],
+                    for m in measured],
         "traffic": [dict(workload=r.workload, median_ms=r.median_s * 1e3, **r.traffic)
-                    for r in figures.traffic_results(throughput)],
+                    for r in traffic],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return rows

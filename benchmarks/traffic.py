@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from roialign_suite.benchmarks.workloads import Inputs, Workload
-from roialign_suite.impl import cost_model
-from roialign_suite.impl.inputs import samples_per_roi
+from roialign_suite.impl import ops
 from roialign_suite.reference.roi_align import roi_geometry
 
 LINE_BYTES = 64
@@ -51,14 +50,13 @@ def axis_taps(start: float, bin_size: float, bins: int, grid: int, size: int) ->
 
 
 def paths_of(workload: Workload, inputs: Inputs, levels: np.ndarray) -> List[str]:
-    """Per level, the path our forward takes (``"gather"``, ``"convert"``, ``"nhwc"``) as the cost model picks it."""
-    rois = inputs.rois.double().numpy()
+    """Per level, the path our forward takes (``"gather"``, ``"convert"``, ``"nhwc"``): the forward's own choice
+    (:func:`impl.ops.levels_to_convert`) on these inputs."""
     pooled = (workload.output_size, workload.output_size)
-    samples = samples_per_roi(rois, levels, workload.scales, pooled, workload.sampling_ratio, workload.aligned)
-    taps = np.bincount(levels, weights=samples, minlength=len(inputs.features)) * workload.channels
-    map_bytes = [f.numel() * f.element_size() for f in inputs.features]
-    convert = cost_model.convert_levels(map_bytes, taps, [workload.channels_last] * len(inputs.features))
-    return ["nhwc" if workload.channels_last else ("convert" if c else "gather") for c in convert]
+    convert = ops.levels_to_convert(inputs.features, inputs.rois.double().numpy(), levels, workload.scales, pooled,
+                                    workload.sampling_ratio, workload.aligned)
+    return ["nhwc" if ops.is_channels_last(f) else ("convert" if c else "gather")
+            for f, c in zip(inputs.features, convert)]
 
 
 def level_traffic(feature: torch.Tensor, rois: np.ndarray, workload: Workload, scale: float, path: str) -> Dict[str, int]:

@@ -42,6 +42,7 @@ from roialign_suite.benchmarks.workloads import all_workloads, build_inputs
 from roialign_suite.impl import kernels
 from roialign_suite.impl.storage import PAGE_BYTES
 from roialign_suite.impl.threads import kernel_threads
+from roialign_suite.reference.roi_align import roi_geometry
 
 WORKLOAD = "box-head-p2-fwd"
 SHRINK = 16
@@ -66,12 +67,8 @@ def forward_in_map_order(features, scale, rois, items, pooled_h, pooled_w, sampl
 
 def map_order(rois: np.ndarray, scale: float, height: int, pooled: int, aligned: bool) -> np.ndarray:
     """Bin-row items ``k * pooled + ph`` sorted by (image, first map row of the bin row)."""
-    offset = 0.5 if aligned else 0.0
-    start = rois[:, 2] * scale - offset
-    roi_h = rois[:, 4] * scale - offset - start
-    if not aligned:
-        roi_h = np.maximum(roi_h, 1.0)
-    top = start[:, None] + np.arange(pooled)[None, :] * (roi_h / pooled)[:, None]
+    geometry = [roi_geometry(tuple(roi[1:]), (pooled, pooled), scale, 0, aligned) for roi in rois]  # grid unused
+    top = np.array([[g.start_h + ph * g.bin_h for ph in range(pooled)] for g in geometry]).reshape(len(rois), pooled)
     row = np.clip(np.floor(top), 0, height - 1).astype(np.int64)
     key = (rois[:, :1].astype(np.int64) * height + row).ravel()
     return np.argsort(key, kind="stable").astype(np.int64)

@@ -171,12 +171,14 @@ def _checked(rois: Tensor, levels: Tensor, shapes: Sequence[Sequence[int]], scal
     return rois64, levels64
 
 
-def _levels_to_convert(features: Sequence[Tensor], rois64: np.ndarray, levels64: np.ndarray,
-                       scales: Sequence[float], pooled, sampling_ratio: int, aligned: bool) -> np.ndarray:
+def levels_to_convert(features: Sequence[Tensor], rois64: np.ndarray, levels64: np.ndarray,
+                      scales: Sequence[float], pooled, sampling_ratio: int, aligned: bool) -> np.ndarray:
     """Per level, whether the forward pools it from a channels-last copy (else straight from NCHW).
 
     The choice of :func:`impl.cost_model.convert_levels` for the level's
-    bytes and taps (its RoIs' samples times channels).
+    bytes and taps (its RoIs' samples times channels). ``rois64`` ``[K, 5]``
+    float64, ``levels64`` ``[K]`` (negative: skipped). Also what
+    ``benchmarks/traffic.py`` reports as each level's path.
     """
     taking_part = levels64 >= 0
     samples = samples_per_roi(rois64[taking_part], levels64[taking_part], scales, pooled, sampling_ratio, aligned)
@@ -200,7 +202,7 @@ def _pool(features: Sequence[Tensor], rois: Tensor, levels: Tensor, scales: Sequ
     out = new_tensor((k, c) + pooled, features[0].dtype, zeros=skipped)
     if out.numel() == 0 or (skipped and not (levels64 >= 0).any()):
         return out
-    convert = _levels_to_convert(features, rois64, levels64, scales, pooled, sampling_ratio, aligned)
+    convert = levels_to_convert(features, rois64, levels64, scales, pooled, sampling_ratio, aligned)
     order = _locality_order(rois64, levels64)
     # Work items handed out a few at a time, so RoIs of unequal cost (sizes, adaptive grids) even out
     # over the threads: an NHWC item is a whole RoI, an NCHW one a block of its channels.

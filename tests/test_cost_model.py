@@ -61,7 +61,7 @@ def test_a_pyramid_mixes_paths_and_the_mix_changes_no_bit():
     rois = torch.cat([torch.zeros(65, 1), boxes[0]], dim=1).double().numpy()
     levels = pooler.levels(torch.cat([torch.zeros(65, 1), boxes[0]], dim=1)).numpy()
     assert levels[0] == 0 and (levels[1:] == 3).all()
-    chosen = ops._levels_to_convert(features, rois, levels, pooler.scales, (7, 7), 2, False)
+    chosen = ops.levels_to_convert(features, rois, levels, pooler.scales, (7, 7), 2, False)
     assert chosen.tolist() == [False, False, False, True]
     outs = {}
     for path in cost_model.PATHS:
